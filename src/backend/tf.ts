@@ -11,6 +11,9 @@ import { dirname, join } from 'node:path';
 
 const require = createRequire(import.meta.url);
 
+// Keep libtensorflow's C++ info lines (CPU feature notices) out of our logs.
+process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+
 export type TF = typeof import('@tensorflow/tfjs-node');
 
 export interface BackendInfo {

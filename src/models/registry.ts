@@ -1,0 +1,87 @@
+/**
+ * Loads the bundles of one model set (a folder such as models/mnist) lazily and builds
+ * pipelines from specs. Layout:
+ *   <dir>/classifier
+ *   <dir>/purifier-split<k>        clean-trained purifier for a k x k split (k = 1: whole image)
+ *   <dir>/purifier-split<k>-adv    adversarially trained (Defense-VAE style)
+ * A pipeline spec may carry the variant as a prefix: `adv:split2>full`.
+ */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { loadBundle, BundleError, type BundleManifest } from './bundle.ts';
+import type { Classifier } from '../detect/classifier.ts';
+import type { VqVae } from '../purify/vqvae.ts';
+import { composePipeline, parsePipeline, vqStage, type Pipeline, type Stage } from '../purify/pipeline.ts';
+
+export type Variant = 'clean' | 'adv';
+
+export type ExtraStageFactory = (name: string) => Stage;
+
+export function purifierDirName(k: number, variant: Variant): string {
+  return `purifier-split${k}${variant === 'adv' ? '-adv' : ''}`;
+}
+
+export function splitVariant(spec: string): { variant: Variant; stages: string } {
+  const m = /^(clean|adv):(.*)$/.exec(spec.trim());
+  return m ? { variant: m[1] as Variant, stages: m[2]! } : { variant: 'clean', stages: spec.trim() };
+}
+
+export class ModelRegistry {
+  private clf: { model: Classifier; manifest: BundleManifest } | null = null;
+  private readonly purifiers = new Map<string, { model: VqVae; manifest: BundleManifest }>();
+
+  constructor(readonly dir: string, private readonly extraStages: Record<string, ExtraStageFactory> = {}) {
+    if (!existsSync(dir)) throw new BundleError(`model directory ${dir} does not exist`);
+  }
+
+  classifier(): Classifier {
+    this.clf ??= loadBundle<Classifier>(join(this.dir, 'classifier'));
+    return this.clf.model;
+  }
+
+  classifierManifest(): BundleManifest {
+    this.classifier();
+    return this.clf!.manifest;
+  }
+
+  purifier(k: number, variant: Variant = 'clean'): VqVae {
+    return this.purifierEntry(k, variant).model;
+  }
+
+  purifierEntry(k: number, variant: Variant = 'clean'): { model: VqVae; manifest: BundleManifest } {
+    const name = purifierDirName(k, variant);
+    let e = this.purifiers.get(name);
+    if (!e) {
+      e = loadBundle<VqVae>(join(this.dir, name));
+      this.purifiers.set(name, e);
+    }
+    return e;
+  }
+
+  /** Builds a pipeline such as `split2>full` or `adv:full`. */
+  pipeline(spec: string): Pipeline {
+    const { variant, stages } = splitVariant(spec);
+    const parsed = parsePipeline(stages, Object.keys(this.extraStages));
+    const built = parsed.map((s) =>
+      s.kind === 'split' ? vqStage(s.k, this.purifier(s.k, variant)) : this.extraStages[s.name]!(s.name),
+    );
+    return composePipeline(spec.trim(), built);
+  }
+
+  /** Versions (sha256 prefixes) of the bundles a pipeline uses. */
+  versions(spec: string): Record<string, string> {
+    const { variant, stages } = splitVariant(spec);
+    const out: Record<string, string> = { classifier: this.classifierManifest().weightsSha256.slice(0, 12) };
+    for (const s of parsePipeline(stages, Object.keys(this.extraStages))) {
+      if (s.kind === 'split') out[purifierDirName(s.k, variant)] = this.purifierEntry(s.k, variant).manifest.weightsSha256.slice(0, 12);
+    }
+    return out;
+  }
+
+  dispose(): void {
+    this.clf?.model.dispose();
+    for (const e of this.purifiers.values()) e.model.dispose();
+    this.purifiers.clear();
+    this.clf = null;
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * A flat, ordered store of named trainable tensors. Models are plain functions over a
+ * ParamStore, so the same weights serve training, inference, attacks and serialisation.
+ */
+import { tf } from '../backend/tf.ts';
+import type { Tensor, Variable } from '@tensorflow/tfjs-node';
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  trainable: boolean;
+}
+
+export class ParamStore {
+  private readonly vars = new Map<string, Variable>();
+  private readonly trainableNames = new Set<string>();
+
+  add(name: string, init: Tensor, trainable = true): Variable {
+    if (this.vars.has(name)) throw new Error(`duplicate parameter ${name}`);
+    const v = tf.variable(init, trainable, `${name}_${Math.random().toString(36).slice(2, 8)}`);
+    init.dispose();
+    this.vars.set(name, v);
+    if (trainable) this.trainableNames.add(name);
+    return v;
+  }
+
+  get(name: string): Variable {
+    const v = this.vars.get(name);
+    if (!v) throw new Error(`unknown parameter ${name}`);
+    return v;
+  }
+
+  has(name: string): boolean {
+    return this.vars.has(name);
+  }
+
+  names(): string[] {
+    return [...this.vars.keys()];
+  }
+
+  specs(): ParamSpec[] {
+    return this.names().map((name) => ({ name, shape: this.get(name).shape.slice(), trainable: this.trainableNames.has(name) }));
+  }
+
+  trainable(): Variable[] {
+    return [...this.trainableNames].map((n) => this.get(n));
+  }
+
+  count(): number {
+    let n = 0;
+    for (const v of this.vars.values()) n += v.size;
+    return n;
+  }
+
+  /** Copy of every parameter's values (for best-checkpoint keeping). */
+  snapshot(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [name, v] of this.vars) out.set(name, v.dataSync() as Float32Array);
+    return out;
+  }
+
+  restore(values: Map<string, Float32Array>): void {
+    for (const [name, v] of this.vars) {
+      const data = values.get(name);
+      if (!data) throw new Error(`missing values for parameter ${name}`);
+      if (data.length !== v.size) throw new Error(`parameter ${name}: expected ${v.size} values, got ${data.length}`);
+      v.assign(tf.tensor(data, v.shape, 'float32'));
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
+    this.vars.clear();
+    this.trainableNames.clear();
+  }
+}
+
+/** Deterministic per-parameter seeds derived from one model seed. */
+export function seedStream(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) % 2147483647;
+  };
+}
+
+/** He-normal initialiser for a conv kernel [kh, kw, in, out] or dense [in, out]. */
+export function heNormal(shape: number[], fanIn: number, seed: number): Tensor {
+  return tf.randomNormal(shape, 0, Math.sqrt(2 / fanIn), 'float32', seed);
+}

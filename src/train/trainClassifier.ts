@@ -1,0 +1,76 @@
+/** Trains the classifier with Adam, light shift augmentation and dropout; keeps the best epoch. */
+import { tf } from '../backend/tf.ts';
+import type { Scalar, Tensor1D, Tensor4D } from '@tensorflow/tfjs-node';
+import { batches, mulberry32, subset, type DatasetSplits } from '../data/dataset.ts';
+import { Classifier, defaultClassifierConfig } from '../detect/classifier.ts';
+import { randomShift } from './augment.ts';
+import { accuracy } from './evaluate.ts';
+import { epochBar, interruptFlag } from './progress.ts';
+
+export interface ClassifierTrainOptions {
+  seed: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  maxShift: number;
+  dropout: number;
+  log?: (line: string) => void;
+}
+
+export interface ClassifierTrainResult {
+  model: Classifier;
+  metrics: { validationAccuracy: number; testAccuracy: number; bestEpoch: number; epochsRun: number };
+  seconds: number;
+}
+
+export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOptions): ClassifierTrainResult {
+  const { train } = data;
+  const model = new Classifier(
+    defaultClassifierConfig({ height: train.height, width: train.width, channels: train.channels, classes: data.numClasses }),
+    opts.seed,
+  );
+  const optimizer = tf.train.adam(opts.learningRate);
+  const rng = mulberry32(opts.seed);
+  const stop = interruptFlag();
+  const t0 = Date.now();
+  let best = { acc: -1, epoch: 0, weights: model.params.snapshot() };
+  let epochsRun = 0;
+  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped; epoch++) {
+    const steps = Math.ceil(train.n / opts.batchSize);
+    const bar = epochBar(`classifier epoch ${epoch}/${opts.epochs}`, steps);
+    let lossSum = 0, step = 0;
+    for (const idx of batches(train, opts.batchSize, rng)) {
+      if (stop.stopped) break;
+      const b = subset(train, idx);
+      const images = opts.maxShift > 0 ? randomShift(b, opts.maxShift, rng) : b.images;
+      const dropSeed = Math.floor(rng() * 1e9);
+      const loss = tf.tidy(() => {
+        const x = tf.tensor4d(images, [b.n, b.height, b.width, b.channels]) as Tensor4D;
+        const y = tf.oneHot(tf.tensor1d(b.labels, 'int32') as Tensor1D, data.numClasses);
+        return optimizer.minimize(
+          () => tf.losses.softmaxCrossEntropy(y, model.logits(x, opts.dropout, dropSeed)) as Scalar,
+          true,
+          model.params.trainable(),
+        )!;
+      });
+      lossSum += loss.dataSync()[0]!;
+      loss.dispose();
+      step++;
+      bar.update(step, { loss: (lossSum / step).toFixed(4) });
+    }
+    bar.stop();
+    epochsRun = epoch;
+    const valAcc = accuracy(model, data.validation);
+    opts.log?.(`classifier epoch ${epoch}: loss=${(lossSum / Math.max(1, step)).toFixed(4)} valAcc=${valAcc.toFixed(4)}`);
+    if (valAcc > best.acc) best = { acc: valAcc, epoch, weights: model.params.snapshot() };
+  }
+  stop.dispose();
+  model.params.restore(best.weights);
+  optimizer.dispose();
+  const testAccuracy = accuracy(model, data.test);
+  return {
+    model,
+    metrics: { validationAccuracy: best.acc, testAccuracy, bestEpoch: best.epoch, epochsRun },
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
