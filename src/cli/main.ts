@@ -4,6 +4,7 @@ import { registerDoctor } from './doctor.ts';
 import { registerTrain } from './train.ts';
 import { registerEval } from './eval.ts';
 import { registerBench } from './bench.ts';
+import { registerDetect } from './detect.ts';
 
 const program = new Command();
 program.name('vqguard').description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection').version('0.1.0');
@@ -11,6 +12,7 @@ registerDoctor(program);
 registerTrain(program);
 registerEval(program);
 registerBench(program);
+registerDetect(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -395,8 +395,11 @@ const SCRAM_SAFE = /^[A-Za-z0-9._~@+-]+$/;
 
 function formatStorage(dir: string, scram: ScramUser | undefined): void {
   if (existsSync(path.join(dir, 'data', 'meta.properties'))) return;
-  // Kafka's cluster id: a base64url (no padding) 16-byte UUID.
-  const clusterId = randomBytes(16).toString('base64url');
+  // Kafka's cluster id: a base64url (no padding) 16-byte UUID; one starting with '-' would be
+  // parsed as an option by the tool (Kafka's own Uuid.randomUuid() avoids those too).
+  let clusterId: string;
+  do clusterId = randomBytes(16).toString('base64url');
+  while (clusterId.startsWith('-'));
   const args = ['-cp', classpath(), 'kafka.tools.StorageTool', 'format'];
   args.push('-t', clusterId, '-c', path.join(dir, 'server.properties'));
   if (scram) {

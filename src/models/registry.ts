@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { loadBundle, BundleError, type BundleManifest } from './bundle.ts';
 import type { Classifier } from '../detect/classifier.ts';
 import type { VqVae } from '../purify/vqvae.ts';
+import { SQUEEZE_STAGES } from '../detect/squeeze.ts';
 import { composePipeline, parsePipeline, vqStage, type Pipeline, type Stage } from '../purify/pipeline.ts';
 
 export type Variant = 'clean' | 'adv';
@@ -30,7 +31,7 @@ export class ModelRegistry {
   private clf: { model: Classifier; manifest: BundleManifest } | null = null;
   private readonly purifiers = new Map<string, { model: VqVae; manifest: BundleManifest }>();
 
-  constructor(readonly dir: string, private readonly extraStages: Record<string, ExtraStageFactory> = {}) {
+  constructor(readonly dir: string, private readonly extraStages: Record<string, ExtraStageFactory> = SQUEEZE_STAGES) {
     if (!existsSync(dir)) throw new BundleError(`model directory ${dir} does not exist`);
   }
 

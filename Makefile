@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Each installs what it needs (npm packages, native libtensorflow, Kafka jars, helm),
+# idempotently, with caches under the repo (.cache/, git-ignored).
+SHELL := /bin/bash
+export npm_config_nodedir := /usr
+export VQGUARD_REQUIRE_NATIVE := 1
+
+STAMP := node_modules/.vqguard-install-stamp
+VQ := node bin/vqguard.mjs
+
+.PHONY: install kafka-jars helm test test-unit test-faults demo models typecheck bench clean-cache
+
+install: $(STAMP) kafka-jars
+
+$(STAMP): package.json package-lock.json scripts/setup-native.sh
+	@echo "== installing npm packages (scripts off; native backend provisioned next)"
+	npm ci --ignore-scripts --no-audit --no-fund
+	bash scripts/setup-native.sh
+	@touch $@
+
+kafka-jars:
+	@bash scripts/kafka.sh fetch
+
+helm:
+	@bash scripts/helm.sh version --short
+
+typecheck: $(STAMP)
+	npx tsc -p tsconfig.json
+
+test: install helm typecheck
+	npm test
+
+demo: install
+	bash scripts/demo.sh
+
+models: $(STAMP)
+	bash scripts/train-models.sh
+
+bench: install
+	$(VQ) bench backend

@@ -1,0 +1,102 @@
+/** `vqguard calibrate` and `vqguard detect-eval`. */
+import type { Command } from 'commander';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadDataset } from '../data/load.ts';
+import { take } from '../data/dataset.ts';
+import { ModelRegistry } from '../models/registry.ts';
+import { Detector } from '../detect/detector.ts';
+import { calibrate, defaultCalibrationPath, loadCalibration, saveCalibration } from '../detect/calibration.ts';
+import { batchTensor } from '../train/evaluate.ts';
+import { evaluateDetection } from '../eval/detection.ts';
+import type { AttackName } from '../attacks/attacks.ts';
+import { commandLine } from './train.ts';
+import { parseEps, parseList } from './eval.ts';
+import { formatTable, markdownTable } from './table.ts';
+import { rocChart, writeChart } from '../report/plot.ts';
+
+const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v)];
+
+export function registerDetect(program: Command): void {
+  program
+    .command('calibrate')
+    .description('set detection thresholds on held-out clean data for a target false-positive rate')
+    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
+    .option('--data-seed <n>', 'split seed', '1234')
+    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
+    .option('--fpr <x>', 'target false-positive rate', '0.01')
+    .option('--temperature <T>', 'softmax temperature of the JS score', '10')
+    .option('--samples <n>', 'clean validation images to use', '1000')
+    .option('--out <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
+    .action((o: Record<string, string | string[]>) => {
+      const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
+      const models = String(o.models);
+      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+      const set = take(data.validation, Math.min(Number(o.samples), data.validation.n));
+      const reg = new ModelRegistry(models);
+      const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
+      const scores: Record<string, number>[] = [];
+      for (let s = 0; s < set.n; s += 250) {
+        const x = batchTensor(set, s, Math.min(set.n, s + 250));
+        scores.push(...det.raw(x).scores);
+        x.dispose();
+      }
+      const fpr = Number(o.fpr);
+      const fprs = [...new Set([fpr, 0.01, 0.05])];
+      const versions: Record<string, string> = {};
+      for (const p of pipelines) Object.assign(versions, reg.versions(p));
+      const cal = calibrate(scores, det.scoreKeys(), fprs, {
+        pipelines, temperature: Number(o.temperature), tileGrid: det.tileGrid, dataset: `${data.name} validation (${set.n})`,
+        modelVersions: versions, command: commandLine(),
+      });
+      const out = String(o.out ?? defaultCalibrationPath(models, pipelines));
+      saveCalibration(out, cal);
+      process.stdout.write(formatTable(['score', `threshold @ fpr ${fpr}`], Object.entries(cal.thresholds).map(([k, v]) => [k, v])) + `\nwritten to ${out}\n`);
+      reg.dispose();
+    });
+
+  program
+    .command('detect-eval')
+    .description('ROC-AUC and TPR at calibrated FPRs for adversarial-input detection')
+    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
+    .option('--data-seed <n>', 'split seed', '1234')
+    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
+    .option('--calibration <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
+    .option('--attack <name>', 'fgsm | pgd', 'fgsm')
+    .option('--steps <n>', 'PGD steps', '40')
+    .option('--eps <list>', 'pixel epsilons', '0.05,0.1,0.3')
+    .option('--samples <n>', 'test images', '1000')
+    .option('--report <dir>', 'also write JSON, Markdown and ROC plots here')
+    .option('--json', 'print one JSON object')
+    .action(async (o: Record<string, string | string[] | boolean>) => {
+      const attack = String(o.attack) as AttackName;
+      if (attack !== 'fgsm' && attack !== 'pgd') throw new Error(`detect-eval attacks: fgsm or pgd, got "${attack}"`);
+      const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
+      const models = String(o.models);
+      const cal = loadCalibration(String(o.calibration ?? defaultCalibrationPath(models, pipelines)));
+      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+      const set = take(data.test, Math.min(Number(o.samples), data.test.n));
+      const reg = new ModelRegistry(models);
+      const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
+      const r = evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)));
+      const result = { dataset: data.name, samples: set.n, pipelines, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };
+      if (o.report) {
+        const dir = String(o.report);
+        mkdirSync(dir, { recursive: true });
+        const tag = `${attack}`;
+        writeFileSync(join(dir, `${tag}.json`), JSON.stringify({ ...result, curves: r.curves }, null, 1) + '\n');
+        const head = ['eps', 'score', 'positives', 'n+', 'AUC', 'TPR@1%', 'TPR@5%', 'FPR@1% (test)'];
+        const md = markdownTable(head, r.rows.map((x) => [x.eps, x.score, x.positives, x.nPositives, x.auc, x.tprAtFpr01, x.tprAtFpr05, x.fpr]));
+        writeFileSync(join(dir, `${tag}.md`), `# Detection: ${pipelines.join(' + ')} vs ${attack}\n\nCommand: \`${result.command}\`\n\n${md}\n`);
+        for (const eps of new Set(r.curves.map((c) => c.eps))) {
+          const curves = r.curves.filter((c) => c.eps === eps && ['combined', 'recon', 'l1', 'js', `${pipelines[0]}:recon`, `${pipelines[0]}:l1`].includes(c.score));
+          writeChart(join(dir, `roc-${tag}-eps${eps}`), await rocChart(curves.map((c) => ({ name: c.score, points: c.points, auc: c.auc })), { title: `ROC, ${attack} eps ${eps} (successful attacks)` }));
+        }
+      }
+      if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+      else process.stdout.write(formatTable(['eps', 'score', 'positives', 'AUC', 'TPR@1%', 'TPR@5%', 'FPR'], r.rows.map((x) => [x.eps, x.score, x.positives, x.auc, x.tprAtFpr01, x.tprAtFpr05, x.fpr])) + '\n');
+      reg.dispose();
+    });
+}

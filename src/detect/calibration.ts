@@ -1,0 +1,77 @@
+/**
+ * Calibration: thresholds set on held-out clean images (the validation split, never the
+ * attacked test data) so that at most a chosen share of clean images is flagged.
+ * The clean set is cut in two disjoint halves: the first gives each base score's clean
+ * distribution (for the combined score's ranks), the second the thresholds.
+ */
+import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { distribution, combinedScore, thresholdForFpr, type ScoreDistribution } from './combine.ts';
+
+export const CALIBRATION_FORMAT = 'vqguard-calibration/1';
+
+export interface Calibration {
+  format: string;
+  pipelines: string[];
+  temperature: number;
+  tileGrid: number;
+  /** Operating false-positive rate: `thresholds` are for this rate. */
+  fpr: number;
+  thresholds: Record<string, number>;
+  /** Thresholds at other rates (keys like "0.01", "0.05"). */
+  thresholdsByFpr: Record<string, Record<string, number>>;
+  distributions: Record<string, ScoreDistribution>;
+  samples: { distribution: number; threshold: number };
+  dataset: string;
+  modelVersions: Record<string, string>;
+  command: string;
+  createdAt: string;
+}
+
+export function calibrate(
+  cleanScores: Record<string, number>[],
+  keys: string[],
+  fprs: number[],
+  meta: Pick<Calibration, 'pipelines' | 'temperature' | 'tileGrid' | 'dataset' | 'modelVersions' | 'command'>,
+): Calibration {
+  if (cleanScores.length < 20) throw new Error(`calibration needs at least 20 clean images, got ${cleanScores.length}`);
+  const half = Math.floor(cleanScores.length / 2);
+  const first = cleanScores.slice(0, half), second = cleanScores.slice(half);
+  const distributions: Record<string, ScoreDistribution> = {};
+  for (const k of keys) distributions[k] = distribution(first.map((s) => s[k]!));
+  const combined = second.map((s) => combinedScore(s, distributions));
+  const thresholdsByFpr: Record<string, Record<string, number>> = {};
+  for (const fpr of fprs) {
+    const t: Record<string, number> = { combined: thresholdForFpr(combined, fpr) };
+    for (const k of keys) t[k] = thresholdForFpr(second.map((s) => s[k]!), fpr);
+    thresholdsByFpr[String(fpr)] = t;
+  }
+  return {
+    format: CALIBRATION_FORMAT,
+    ...meta,
+    fpr: fprs[0]!,
+    thresholds: thresholdsByFpr[String(fprs[0])]!,
+    thresholdsByFpr,
+    distributions,
+    samples: { distribution: first.length, threshold: second.length },
+    createdAt: new Date().toISOString(),
+  };
+}
+
+export function saveCalibration(path: string, c: Calibration): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify(c) + '\n');
+}
+
+export function loadCalibration(path: string): Calibration {
+  if (!existsSync(path)) throw new Error(`calibration file ${path} does not exist: run \`vqguard calibrate\``);
+  const c = JSON.parse(readFileSync(path, 'utf8')) as Calibration;
+  if (c.format !== CALIBRATION_FORMAT) throw new Error(`calibration file ${path}: unsupported format "${c.format}"`);
+  if (c.thresholds.combined === undefined) throw new Error(`calibration file ${path}: no combined threshold`);
+  return c;
+}
+
+export function defaultCalibrationPath(modelsDir: string, pipelines: string[]): string {
+  const tag = pipelines.map((p) => p.replace(/>/g, '-').replace(/:/g, '_')).join('+');
+  return `${modelsDir}/calibration/${tag}.json`;
+}

@@ -1,0 +1,152 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tf } from '../src/backend/tf.ts';
+import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs-node';
+import { VqVae } from '../src/purify/vqvae.ts';
+import { defaultVqVaeConfig } from '../src/purify/vqvaeConfig.ts';
+import { splitTiles, stitchTiles } from '../src/purify/split.ts';
+import { composePipeline, parsePipeline, vqStage, type Stage } from '../src/purify/pipeline.ts';
+import { Classifier, defaultClassifierConfig } from '../src/detect/classifier.ts';
+import { fgsm, inputGradient, pgd } from '../src/attacks/attacks.ts';
+import { saveBundle, loadBundle, BundleError } from '../src/models/bundle.ts';
+import { loadDataset } from '../src/data/load.ts';
+import { trainPurifier } from '../src/train/trainPurifier.ts';
+import { trainClassifier } from '../src/train/trainClassifier.ts';
+import { take } from '../src/data/dataset.ts';
+
+const small = (h: number, w: number, split = 1) =>
+  new VqVae(defaultVqVaeConfig({ height: h, width: w, channels: 1, split, filters: 16, embeddingDim: 8, codebookSize: 32 }), 3);
+
+test('VQ-VAE round-trips any input size (pad to a multiple of 4, crop back)', () => {
+  for (const [h, w] of [[28, 28], [14, 14], [7, 7], [13, 17], [1, 5], [30, 9]] as const) {
+    const m = small(h, w);
+    const x = tf.randomUniform([2, h, w, 1], 0, 1, 'float32', 1) as Tensor4D;
+    const y = m.reconstruct(x);
+    assert.deepEqual(y.shape, [2, h, w, 1], `size ${h}x${w}`);
+    const v = y.dataSync();
+    assert.ok(v.every((p) => p >= 0 && p <= 1), 'sigmoid output in [0,1]');
+    tf.dispose([x, y]);
+    m.dispose();
+  }
+});
+
+test('RGB inputs round-trip too', () => {
+  const m = new VqVae(defaultVqVaeConfig({ height: 10, width: 12, channels: 3, filters: 8, embeddingDim: 4, codebookSize: 8 }), 1);
+  const x = tf.randomUniform([1, 10, 12, 3]) as Tensor4D;
+  assert.deepEqual(m.reconstruct(x).shape, [1, 10, 12, 3]);
+  m.dispose();
+});
+
+test('split then stitch is the exact identity, for divisible and non-divisible sizes', () => {
+  for (const [h, w, k] of [[28, 28, 2], [28, 28, 4], [28, 28, 3], [13, 17, 2], [28, 28, 1]] as const) {
+    const x = tf.randomUniform([3, h, w, 2], 0, 1, 'float32', 7) as Tensor4D;
+    const tiles = splitTiles(x, k);
+    assert.equal(tiles.shape[0], 3 * k * k);
+    const back = stitchTiles(tiles, k, h, w);
+    assert.deepEqual(Array.from(back.dataSync()), Array.from(x.dataSync()), `${h}x${w} k=${k}`);
+    tf.dispose([x, tiles, back]);
+  }
+});
+
+test('a split stage with an identity purifier is the identity, and tiles are placed in order', () => {
+  const identity: Stage = { name: 'id', apply: (x) => x.clone(), flopsPerImage: () => 0 };
+  const x = tf.tensor4d(Array.from({ length: 16 }, (_, i) => i), [1, 4, 4, 1]);
+  const tiles = splitTiles(x, 2);
+  // Top-left tile holds pixels 0,1,4,5; top-right 2,3,6,7.
+  assert.deepEqual(Array.from(tiles.slice([0], [1]).dataSync()), [0, 1, 4, 5]);
+  assert.deepEqual(Array.from(tiles.slice([1], [1]).dataSync()), [2, 3, 6, 7]);
+  const p = composePipeline('id>id', [identity, identity]);
+  assert.deepEqual(Array.from(p.apply(x).dataSync()), Array.from(x.dataSync()));
+});
+
+test('pipeline specs parse; unknown stages are clear errors', () => {
+  assert.deepEqual(parsePipeline('split2>full'), [{ kind: 'split', k: 2 }, { kind: 'split', k: 1 }]);
+  assert.deepEqual(parsePipeline('split4>split2>full').map((s) => (s.kind === 'split' ? s.k : -1)), [4, 2, 1]);
+  assert.throws(() => parsePipeline('spilt2'), /unknown pipeline stage "spilt2"/);
+  assert.throws(() => parsePipeline('full>'), /empty stage/);
+  assert.throws(() => vqStage(2, small(28, 28, 1)), /trained for split 2/);
+});
+
+function tinyClassifier() {
+  return new Classifier(defaultClassifierConfig({ height: 12, width: 12, channels: 1, classes: 3, conv1: 4, conv2: 4, hidden: 8 }), 5);
+}
+
+test('FGSM moves every pixel by exactly epsilon (or to the clip bound); zero-gradient pixels stay', () => {
+  const clf = tinyClassifier();
+  const x = tf.randomUniform([4, 12, 12, 1], 0, 1, 'float32', 9) as Tensor4D;
+  const y = tf.tensor1d([0, 1, 2, 1], 'int32') as Tensor1D;
+  const eps = 0.1;
+  const adv = fgsm((xi) => clf.logits(xi), x, y, eps);
+  const g = inputGradient((xi) => clf.logits(xi), x, y).dataSync();
+  const xv = x.dataSync(), av = adv.dataSync();
+  let moved = 0;
+  for (let i = 0; i < xv.length; i++) {
+    const s = Math.sign(g[i]!);
+    const want = Math.min(1, Math.max(0, xv[i]! + eps * s));
+    assert.ok(Math.abs(av[i]! - want) < 1e-6, `pixel ${i}: ${av[i]} vs ${want}`);
+    if (s !== 0) moved++;
+  }
+  assert.ok(moved > xv.length / 2, 'most pixels have a gradient');
+  clf.dispose();
+});
+
+test('PGD stays inside the epsilon ball and [0,1], and moves off the start', () => {
+  const clf = tinyClassifier();
+  const x = tf.randomUniform([8, 12, 12, 1], 0, 1, 'float32', 11) as Tensor4D;
+  const y = tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], 'int32') as Tensor1D;
+  const eps = 0.05;
+  const adv = pgd((xi) => clf.logits(xi), x, y, { eps, steps: 7, seed: 3 });
+  const d = tf.max(tf.abs(tf.sub(adv, x))).dataSync()[0]!;
+  assert.ok(d <= eps + 1e-6, `linf ${d}`);
+  assert.ok(tf.min(adv).dataSync()[0]! >= 0 && tf.max(adv).dataSync()[0]! <= 1);
+  assert.ok(d > eps / 2, 'PGD actually moved');
+  clf.dispose();
+});
+
+test('straight-through: gradients reach the input through the quantiser (BPDA path)', () => {
+  const m = small(8, 8);
+  const x = tf.randomUniform([2, 8, 8, 1], 0, 1, 'float32', 2) as Tensor4D;
+  m.initCodebook(x, 1);
+  const g = tf.grad((xi) => tf.sum(m.forward(xi as Tensor4D).recon))(x);
+  assert.ok(tf.sum(tf.abs(g)).dataSync()[0]! > 0, 'non-zero gradient');
+  m.dispose();
+});
+
+test('a bundle saved and loaded gives bit-identical outputs; a tampered bundle is refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vqg-bundle-'));
+  const m = small(14, 14, 2);
+  const x = tf.randomUniform([2, 14, 14, 1], 0, 1, 'float32', 4) as Tensor4D;
+  m.initCodebook(x, 2);
+  const meta = {
+    name: 'test',
+    dataset: { name: 'none', trainSize: 0, validationSize: 0, testSize: 0, seed: 0 },
+    training: { command: 'test', seed: 3, epochs: 0, batchSize: 1, learningRate: 0, trainSeconds: 0, backend: 'x' },
+    metrics: {},
+  };
+  saveBundle(dir, m, meta);
+  const { model } = loadBundle<VqVae>(dir);
+  assert.deepEqual(Array.from(model.reconstruct(x).dataSync()), Array.from(m.reconstruct(x).dataSync()));
+  const w = readFileSync(join(dir, 'weights.bin'));
+  w[100] = w[100]! ^ 1;
+  writeFileSync(join(dir, 'weights.bin'), w);
+  assert.throws(() => loadBundle(dir), (e: Error) => e instanceof BundleError && /sha256 mismatch/.test(e.message));
+  assert.throws(() => loadBundle(join(dir, 'nope')), /not found/);
+  m.dispose();
+  model.dispose();
+});
+
+test('a tiny training run lowers the loss (purifier and classifier)', () => {
+  const data = loadDataset('mnist');
+  const small = { ...data, train: take(data.train, 256), validation: take(data.validation, 64), test: take(data.test, 64) };
+  const r = trainPurifier(small, { seed: 1, epochs: 3, batchSize: 32, learningRate: 2e-3, split: 2, codebookSize: 32 });
+  assert.equal(r.history.length, 3);
+  assert.ok(r.history[2]!.reconMse < r.history[0]!.reconMse, `purifier mse ${r.history.map((h) => h.reconMse)}`);
+  assert.ok(r.history[2]!.perplexity > 1.5, 'codebook did not collapse');
+  r.model.dispose();
+  const c = trainClassifier(small, { seed: 1, epochs: 3, batchSize: 32, learningRate: 2e-3, maxShift: 0, dropout: 0 });
+  assert.ok(c.metrics.validationAccuracy > 0.3, `val acc ${c.metrics.validationAccuracy}`);
+  c.model.dispose();
+});
