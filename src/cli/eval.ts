@@ -6,6 +6,8 @@ import { ModelRegistry } from '../models/registry.ts';
 import { evaluateRobustness } from '../eval/robustness.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 import { formatTable } from './table.ts';
+import { commandLine } from './train.ts';
+import { writeRobustnessReport } from '../eval/report.ts';
 
 export function parseList(s: string): string[] {
   return s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -32,8 +34,11 @@ export function registerEval(program: Command): void {
     .option('--attack <name>', 'fgsm | pgd | bpda', 'fgsm')
     .option('--steps <n>', 'PGD/BPDA steps', '40')
     .option('--seed <n>', 'attack seed (PGD random start)', '0')
+    .option('--report <dir>', 'also write <dir>/<name>.json, .md and .png (plot)')
+    .option('--name <name>', 'report file name (default: the attack)')
+    .option('--title <text>', 'plot title')
     .option('--json', 'print one JSON object')
-    .action((o: Record<string, string | boolean>) => {
+    .action(async (o: Record<string, string | boolean>) => {
       const attack = String(o.attack) as AttackName;
       if (!['fgsm', 'pgd', 'bpda'].includes(attack)) throw new Error(`unknown attack "${attack}": expected fgsm, pgd or bpda`);
       const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
@@ -46,7 +51,10 @@ export function registerEval(program: Command): void {
         eps: parseEps(String(o.eps)),
         onProgress: o.json ? undefined : (d, t) => process.stderr.write(`\r${d}/${t} batches`),
       });
-      const result = { dataset: data.name, samples: set.n, attack, seconds: (Date.now() - t0) / 1000, rows };
+      const result = { dataset: data.name, samples: set.n, attack, command: commandLine(), seconds: (Date.now() - t0) / 1000, rows };
+      if (o.report) {
+        await writeRobustnessReport(String(o.report), String(o.name ?? attack), result, String(o.title ?? `Accuracy under ${attack.toUpperCase()} (${data.name}, ${set.n} images)`));
+      }
       if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
       else process.stdout.write('\n' + formatTable(['pipeline', 'attack', 'eps', 'accuracy'], rows.map((r) => [r.pipeline, r.attack, r.eps, r.accuracy])) + '\n');
       reg.dispose();

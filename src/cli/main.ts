@@ -5,6 +5,7 @@ import { registerTrain } from './train.ts';
 import { registerEval } from './eval.ts';
 import { registerBench } from './bench.ts';
 import { registerDetect } from './detect.ts';
+import { registerResearch } from './research.ts';
 
 const program = new Command();
 program.name('vqguard').description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection').version('0.1.0');
@@ -13,6 +14,7 @@ registerTrain(program);
 registerEval(program);
 registerBench(program);
 registerDetect(program);
+registerResearch(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -226,18 +226,20 @@ async function terminate(pid: number, graceMs: number): Promise<void> {
 }
 
 // Attached brokers die with this process (exit, or SIGINT/SIGTERM/SIGHUP when nobody else handles it).
-const attached = new Set<ChildProcess>();
+// Value: a temp dir to delete with it (undefined for a caller-given dir).
+const attached = new Map<ChildProcess, string | undefined>();
 let hooksInstalled = false;
 function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   const killAll = () => {
-    for (const c of attached) {
+    for (const [c, tempDir] of attached) {
       try {
         c.kill('SIGKILL');
       } catch {
         /* already gone */
       }
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
     }
   };
   process.on('exit', killAll);
@@ -357,6 +359,10 @@ function serverProperties(dir: string, p: Ports, scram: boolean): string {
     'share.coordinator.state.topic.replication.factor=1',
     'share.coordinator.state.topic.min.isr=1',
     'group.initial.rebalance.delay.ms=0',
+    // After a SIGKILL the restarted broker cannot re-register until the old session expires
+    // (default 9 s); a short session makes kill()+restart() recover in seconds.
+    'broker.heartbeat.interval.ms=500',
+    'broker.session.timeout.ms=3000',
     'num.network.threads=2',
     'num.io.threads=4',
     'num.recovery.threads.per.data.dir=1',
@@ -584,7 +590,7 @@ class LocalBrokerImpl implements LocalBroker {
     if (opts.detached) child.unref();
     else {
       installExitHooks();
-      attached.add(child);
+      attached.set(child, this.ownsDir ? dir : undefined);
     }
 
     const timeout =

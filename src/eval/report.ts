@@ -1,0 +1,44 @@
+/** Writes an accuracy-vs-epsilon run as JSON, a Markdown table and a PNG plot. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RobustnessRow } from './robustness.ts';
+import { markdownTable } from '../cli/table.ts';
+import { lineChart, writeChart } from '../report/plot.ts';
+
+export interface RobustnessRun {
+  dataset: string;
+  samples: number;
+  attack: string;
+  command: string;
+  seconds: number;
+  rows: RobustnessRow[];
+}
+
+/** Pivot: one row per pipeline, one column per epsilon. */
+export function pivot(rows: RobustnessRow[]): { headers: string[]; body: (string | number)[][] } {
+  const eps = [...new Set(rows.map((r) => r.eps))].sort((a, b) => a - b);
+  const pipes = [...new Set(rows.map((r) => r.pipeline))];
+  return {
+    headers: ['pipeline', ...eps.map((e) => `eps ${e}`)],
+    body: pipes.map((p) => [p, ...eps.map((e) => rows.find((r) => r.pipeline === p && r.eps === e)?.accuracy ?? NaN)]),
+  };
+}
+
+export async function writeRobustnessReport(dir: string, name: string, run: RobustnessRun, title: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(run, null, 1) + '\n');
+  const { headers, body } = pivot(run.rows);
+  writeFileSync(
+    join(dir, `${name}.md`),
+    `# ${title}\n\nDataset ${run.dataset}, ${run.samples} test images, attack ${run.attack}.\n\nCommand: \`${run.command}\`\n\n${markdownTable(headers, body)}\n`,
+  );
+  const pipes = [...new Set(run.rows.map((r) => r.pipeline))];
+  const chart = await lineChart({
+    title,
+    xTitle: 'epsilon (pixel, L-infinity)',
+    yTitle: 'accuracy',
+    yDomain: [0, 1],
+    series: pipes.map((p) => ({ name: p, points: run.rows.filter((r) => r.pipeline === p).map((r) => ({ x: r.eps, y: r.accuracy })) })),
+  });
+  writeChart(join(dir, name), chart);
+}
