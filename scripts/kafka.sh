@@ -24,25 +24,42 @@ die() { log "$*"; exit 1; }
 
 pom_sha() { sha256sum "$POM" | cut -d' ' -f1; }
 
+up_to_date() {
+  [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(pom_sha)" ] && compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null
+}
+
 cmd_fetch() {
-  local want
-  want=$(pom_sha)
-  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null; then
+  if up_to_date; then
     log "jars up to date in ${LIBS#"$ROOT"/}"
     return 0
   fi
-  command -v mvn >/dev/null || die "mvn not found (needed to fetch the Kafka jars from Maven Central)"
-  local tmp="$CACHE/libs.tmp.$$"
-  rm -rf "$tmp"
   mkdir -p "$CACHE"
+  # one fetch at a time (parallel test processes); re-check once we hold the lock
+  if command -v flock >/dev/null; then
+    exec 9>"$CACHE/fetch.lock"
+    flock 9
+    if up_to_date; then
+      exec 9>&-
+      log "jars up to date in ${LIBS#"$ROOT"/}"
+      return 0
+    fi
+  fi
+  command -v mvn >/dev/null || die "mvn not found (needed to fetch the Kafka jars from Maven Central)"
+  local want tmp="$CACHE/libs.tmp.$$"
+  want=$(pom_sha)
+  rm -rf "$tmp"
   trap 'rm -rf "$tmp"' EXIT
   log "fetching Kafka jars (kafka/pom.xml) via Maven..."
-  mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" -DincludeScope=runtime \
-    || die "mvn dependency:copy-dependencies failed"
+  if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" \
+    -DincludeScope=runtime >"$CACHE/mvn.log" 2>&1; then
+    tail -n 40 "$CACHE/mvn.log" >&2
+    die "mvn dependency:copy-dependencies failed (full log: ${CACHE#"$ROOT"/}/mvn.log)"
+  fi
   rm -rf "$LIBS"
   mv "$tmp" "$LIBS"
   trap - EXIT
   echo "$want" >"$STAMP"
+  exec 9>&- # release the lock (and keep it out of the broker started by `start`)
   log "$(ls "$LIBS" | wc -l) jars in ${LIBS#"$ROOT"/} ($(du -sh "$LIBS" | cut -f1))"
 }
 

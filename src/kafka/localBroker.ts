@@ -47,7 +47,7 @@ const HOST = '127.0.0.1';
 
 /** JVM flags sized for a 2-core CI machine. Extra flags: VQGUARD_KAFKA_JAVA_OPTS. */
 export const DEFAULT_JVM_OPTS = [
-  '-Xms256m',
+  '-Xms64m', // -Xms256m measured ~50 MiB more RSS, no faster start
   '-Xmx512m',
   '-XX:+UseSerialGC',
   '-XX:TieredStopAtLevel=1',

@@ -311,7 +311,7 @@ sidecar.nativeSidecar) and `volumes:`.
 {{- $ctx := $in -}}
 {{- $name := "vqguard" -}}
 {{- if and (hasKey $in "root") (not (hasKey $in "Values")) -}}
-{{- $name = $in.subchart | default "vqguard" -}}
+{{- $name = get $in "subchart" | default "vqguard" -}}
 {{- $ctx = $in.root -}}
 {{- end -}}
 {{- if hasKey $ctx "Subcharts" -}}
