@@ -229,7 +229,7 @@ describe('standalone', () => {
 
     const cfg = guardYaml(objs);
     assert.deepEqual(cfg.topics.map((t: Obj) => t.input), ['images.raw', 'images.partner']);
-    assert.deepEqual(cfg.topics.map((t: Obj) => t.action), ['purify', 'flag']);
+    assert.deepEqual(cfg.topics.map((t: Obj) => t.action), ['forward-cleaned', 'forward-original']);
     assert.equal(cfg.kafka.sasl.passwordFile, '/var/run/secrets/vqguard/sasl/password');
     assert.equal(cfg.kafka.sasl.mechanism, 'scram-sha-512');
     assert.equal(cfg.kafka.sasl.username, 'vqguard');
@@ -473,7 +473,7 @@ spec:
     topics:
       - input: ingest.images
         pipeline: split2>full
-        action: purify
+        action: forward-cleaned
         output: ingest.images.clean
 `;
 

@@ -7,7 +7,7 @@ import { take } from '../data/dataset.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { Detector } from '../detect/detector.ts';
 import { calibrate, defaultCalibrationPath, loadCalibration, saveCalibration } from '../detect/calibration.ts';
-import { batchTensor } from '../train/evaluate.ts';
+import { calibrationScores } from '../eval/calibrationRun.ts';
 import { evaluateDetection } from '../eval/detection.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 import { commandLine } from './train.ts';
@@ -36,17 +36,12 @@ export function registerDetect(program: Command): void {
       const set = take(data.validation, Math.min(Number(o.samples), data.validation.n));
       const reg = new ModelRegistry(models);
       const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
-      const scores: Record<string, number>[] = [];
-      for (let s = 0; s < set.n; s += 250) {
-        const x = batchTensor(set, s, Math.min(set.n, s + 250));
-        scores.push(...det.raw(x).scores);
-        x.dispose();
-      }
+      const { clean, attacked } = calibrationScores(det, set, 100);
       const fpr = Number(o.fpr);
       const fprs = [...new Set([fpr, 0.01, 0.05])];
       const versions: Record<string, string> = {};
       for (const p of pipelines) Object.assign(versions, reg.versions(p));
-      const cal = calibrate(scores, det.scoreKeys(), fprs, {
+      const cal = calibrate(clean, attacked, det.scoreKeys(), fprs, {
         pipelines, temperature: Number(o.temperature), tileGrid: det.tileGrid, dataset: `${data.name} validation (${set.n})`,
         modelVersions: versions, command: commandLine(),
       });

@@ -1,12 +1,12 @@
 /**
  * Calibration: thresholds set on held-out clean images (the validation split, never the
  * attacked test data) so that at most a chosen share of clean images is flagged.
- * The clean set is cut in two disjoint halves: the first gives each base score's clean
- * distribution (for the combined score's ranks), the second the thresholds.
+ * The clean set is cut in two disjoint halves: the first (with attacked copies of its
+ * images) fits the combined score's weights, the second gives the thresholds.
  */
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { distribution, combinedScore, thresholdForFpr, type ScoreDistribution } from './combine.ts';
+import { combinedScore, fitCombiner, thresholdForFpr, type Combiner } from './combine.ts';
 
 export const CALIBRATION_FORMAT = 'vqguard-calibration/1';
 
@@ -20,8 +20,8 @@ export interface Calibration {
   thresholds: Record<string, number>;
   /** Thresholds at other rates (keys like "0.01", "0.05"). */
   thresholdsByFpr: Record<string, Record<string, number>>;
-  distributions: Record<string, ScoreDistribution>;
-  samples: { distribution: number; threshold: number };
+  combiner: Combiner;
+  samples: { fit: number; fitAttacked: number; threshold: number };
   dataset: string;
   modelVersions: Record<string, string>;
   command: string;
@@ -30,6 +30,8 @@ export interface Calibration {
 
 export function calibrate(
   cleanScores: Record<string, number>[],
+  /** Scores of attacked copies of the first half of cleanScores' images. */
+  attackedScores: Record<string, number>[],
   keys: string[],
   fprs: number[],
   meta: Pick<Calibration, 'pipelines' | 'temperature' | 'tileGrid' | 'dataset' | 'modelVersions' | 'command'>,
@@ -37,9 +39,8 @@ export function calibrate(
   if (cleanScores.length < 20) throw new Error(`calibration needs at least 20 clean images, got ${cleanScores.length}`);
   const half = Math.floor(cleanScores.length / 2);
   const first = cleanScores.slice(0, half), second = cleanScores.slice(half);
-  const distributions: Record<string, ScoreDistribution> = {};
-  for (const k of keys) distributions[k] = distribution(first.map((s) => s[k]!));
-  const combined = second.map((s) => combinedScore(s, distributions));
+  const combiner = fitCombiner(keys, first, attackedScores);
+  const combined = second.map((s) => combinedScore(s, combiner));
   const thresholdsByFpr: Record<string, Record<string, number>> = {};
   for (const fpr of fprs) {
     const t: Record<string, number> = { combined: thresholdForFpr(combined, fpr) };
@@ -52,8 +53,8 @@ export function calibrate(
     fpr: fprs[0]!,
     thresholds: thresholdsByFpr[String(fprs[0])]!,
     thresholdsByFpr,
-    distributions,
-    samples: { distribution: first.length, threshold: second.length },
+    combiner,
+    samples: { fit: first.length, fitAttacked: attackedScores.length, threshold: second.length },
     createdAt: new Date().toISOString(),
   };
 }

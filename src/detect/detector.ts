@@ -121,7 +121,7 @@ export class Detector {
   /** Adds the combined score to raw scores (needs a calibration). */
   withCombined(raw: RawScores): RawScores {
     const cal = this.requireCalibration();
-    for (const s of raw.scores) s.combined = combinedScore(s, cal.distributions);
+    for (const s of raw.scores) s.combined = combinedScore(s, cal.combiner);
     return raw;
   }
 

@@ -1,0 +1,181 @@
+/**
+ * Reading the guard configuration (YAML or JSON), checking the model bundles it needs, reading
+ * its secrets, and a redacted copy for logging.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { extname, isAbsolute, join, resolve } from 'node:path';
+import YAML from 'yaml';
+import { readManifest } from '../models/bundle.ts';
+import { purifierDirName, splitVariant } from '../models/registry.ts';
+import { parsePipeline } from '../purify/pipeline.ts';
+import { ConfigError, parseConfig, type GuardConfig, type SaslMechanism } from './schema.ts';
+
+export { ConfigError } from './schema.ts';
+export type { GuardConfig, TopicConfig, ImageConfig, KafkaConfig } from './schema.ts';
+
+export interface LoadOptions {
+  /** Environment for KAFKA_BROKERS (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads and validates a configuration file (.yaml / .yml / .json; anything else is read as YAML). */
+export function loadConfig(path: string, opts: LoadOptions = {}): GuardConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError([`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
+  }
+  let raw: unknown;
+  if (extname(path).toLowerCase() === '.json') {
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError([`not valid JSON: ${(e as Error).message}`], path);
+    }
+  } else {
+    const doc = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+    if (doc.errors.length) throw new ConfigError(doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`), path);
+    raw = doc.toJS();
+  }
+  return parseConfig(raw, { env: opts.env, source: path });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model bundles
+
+export interface BundleCheck {
+  ok: boolean;
+  /** One line per missing or invalid bundle / calibration file. */
+  problems: string[];
+  /** Bundle folders that were found and read. */
+  bundles: string[];
+}
+
+/**
+ * Checks that every bundle the topics' pipelines need exists and has a valid manifest:
+ * <models>/classifier and <models>/purifier-split<k>[-adv] for every split<k>/full stage,
+ * plus an explicit calibration file. Relative paths are resolved against baseDir.
+ * Reads only model.json (readManifest), not the weights.
+ */
+export function checkModelBundles(config: GuardConfig, baseDir: string): BundleCheck {
+  const problems: string[] = [];
+  const bundles: string[] = [];
+  const checked = new Map<string, string | null>(); // bundle dir -> problem or null
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+
+  const need = (dir: string, why: string) => {
+    if (!checked.has(dir)) {
+      try {
+        readManifest(dir);
+        checked.set(dir, null);
+        bundles.push(dir);
+      } catch (e) {
+        checked.set(dir, (e as Error).message);
+      }
+    }
+    const problem = checked.get(dir);
+    if (problem) problems.push(`${why}: ${problem}`);
+  };
+
+  config.topics.forEach((t, i) => {
+    const models = at(t.models);
+    const name = `topics[${i}]`;
+    if (!existsSync(models)) {
+      problems.push(`${name}.models: model directory ${models} does not exist`);
+      return;
+    }
+    need(join(models, 'classifier'), `${name}: classifier bundle`);
+    t.pipelines.forEach((spec, j) => {
+      const { variant, stages } = splitVariant(spec);
+      for (const s of parsePipeline(stages)) {
+        if (s.kind !== 'split') continue;
+        const where = t.pipelines.length > 1 ? `${name}.pipeline[${j}]` : `${name}.pipeline`;
+        need(join(models, purifierDirName(s.k, variant)), `${where} "${spec}" needs ${purifierDirName(s.k, variant)}`);
+      }
+    });
+    if (t.calibration !== undefined && !existsSync(at(t.calibration))) {
+      problems.push(`${name}.calibration: ${at(t.calibration)} does not exist`);
+    }
+  });
+  return { ok: problems.length === 0, problems: [...new Set(problems)], bundles };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+
+export interface KafkaSecrets {
+  /** Ready for kafkajs `sasl`. */
+  sasl?: { mechanism: SaslMechanism; username: string; password: string };
+  /** Ready for kafkajs `ssl` (tls.ConnectionOptions), or undefined when TLS is off. */
+  ssl?: { rejectUnauthorized: boolean; ca?: string[]; cert?: string; key?: string };
+}
+
+/**
+ * Reads the SASL password (inline, passwordFile with one trailing newline trimmed, or
+ * passwordEnv) and the TLS files. Relative files are resolved against baseDir (default cwd).
+ * Throws ConfigError naming the setting (never the secret) when one cannot be read.
+ */
+export function resolveSecrets(config: GuardConfig, opts: { env?: NodeJS.ProcessEnv; baseDir?: string } = {}): KafkaSecrets {
+  const env = opts.env ?? process.env;
+  const base = opts.baseDir ?? process.cwd();
+  const problems: string[] = [];
+  const read = (file: string, what: string): string | undefined => {
+    const p = isAbsolute(file) ? file : resolve(base, file);
+    try {
+      return readFileSync(p, 'utf8');
+    } catch (e) {
+      problems.push(`${what}: cannot read ${p} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      return undefined;
+    }
+  };
+
+  const out: KafkaSecrets = {};
+  const { sasl, ssl } = config.kafka;
+  if (sasl) {
+    let password: string | undefined;
+    if (sasl.password !== undefined) password = sasl.password;
+    else if (sasl.passwordFile !== undefined) password = read(sasl.passwordFile, 'kafka.sasl.passwordFile')?.replace(/\r?\n$/, '');
+    else if (sasl.passwordEnv !== undefined) {
+      password = env[sasl.passwordEnv];
+      if (password === undefined || password === '') problems.push(`kafka.sasl.passwordEnv: environment variable ${sasl.passwordEnv} is not set`);
+    }
+    if (password === '') problems.push('kafka.sasl: the password is empty');
+    if (password) out.sasl = { mechanism: sasl.mechanism, username: sasl.username, password };
+  }
+  if (ssl?.enabled) {
+    const tls: NonNullable<KafkaSecrets['ssl']> = { rejectUnauthorized: ssl.rejectUnauthorized };
+    if (ssl.caFile) {
+      const ca = read(ssl.caFile, 'kafka.ssl.caFile');
+      if (ca !== undefined) tls.ca = [ca];
+    }
+    if (ssl.certFile) tls.cert = read(ssl.certFile, 'kafka.ssl.certFile');
+    if (ssl.keyFile) tls.key = read(ssl.keyFile, 'kafka.ssl.keyFile');
+    out.ssl = tls;
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return out;
+}
+
+export const REDACTED = '[redacted]';
+
+/**
+ * A deep copy safe to log: the inline SASL password is replaced with "[redacted]", and the
+ * webhook URL keeps only its scheme and host (paths and queries of webhooks often carry tokens).
+ */
+export function redactConfig(config: GuardConfig): GuardConfig {
+  const c = structuredClone(config);
+  if (c.kafka.sasl?.password !== undefined) c.kafka.sasl.password = REDACTED;
+  if (c.alerts.webhook) c.alerts.webhook.url = redactUrl(c.alerts.webhook.url);
+  return c;
+}
+
+function redactUrl(u: string): string {
+  try {
+    const url = new URL(u);
+    const hasMore = (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.username !== '' || url.password !== '';
+    return `${url.protocol}//${url.host}${hasMore ? `/${REDACTED}` : '/'}`;
+  } catch {
+    return REDACTED;
+  }
+}

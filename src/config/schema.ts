@@ -1,0 +1,449 @@
+/**
+ * The guard configuration: zod schemas (strict: an unknown key is an error), defaults, cross-field
+ * checks, and `parseConfig(raw)` which returns a fully defaulted GuardConfig or throws a
+ * ConfigError listing every problem with its path, e.g.
+ *   topics[0].pipeline: unknown pipeline stage "spilt2": expected full, split<k> (k = 1..99)
+ *   topics[1]: unknown key "ouput" (did you mean "output"?)
+ *   kafka.brokers: required (a list of host:port, or set KAFKA_BROKERS)
+ * Paths (models, calibration, TLS files) are kept as written; resolve them against a base folder.
+ */
+import { z } from 'zod';
+import { parsePipeline } from '../purify/pipeline.ts';
+import { splitVariant } from '../models/registry.ts';
+import { DEFAULT_IMAGE_POLICY, IMAGE_FORMATS, type ImagePolicy } from '../image/decode.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Output types
+
+export type TopicAction = 'forward-cleaned' | 'forward-original' | 'quarantine';
+export type SaslMechanism = 'scram-sha-256' | 'scram-sha-512' | 'plain';
+export const SCORE_NAMES = ['labelFlip', 'l1', 'js', 'recon', 'reconWorstTile', 'combined'] as const;
+export type ScoreName = (typeof SCORE_NAMES)[number];
+
+export interface SslConfig {
+  enabled: boolean;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  rejectUnauthorized: boolean;
+}
+
+export interface SaslConfig {
+  mechanism: SaslMechanism;
+  username: string;
+  /** Inline password: allowed, but passwordFile or passwordEnv is recommended. */
+  password?: string;
+  passwordFile?: string;
+  passwordEnv?: string;
+}
+
+export interface KafkaConfig {
+  brokers: string[];
+  clientId: string;
+  groupId: string;
+  ssl?: SslConfig;
+  sasl?: SaslConfig;
+}
+
+export interface WebhookConfig {
+  url: string;
+  timeoutMs: number;
+  retries: number;
+  backoffMs: number;
+  ratePerSec: number;
+}
+
+export interface ImageConfig extends ImagePolicy {
+  width: number;
+  height: number;
+  /** png: always PNG; input: the input's format (PNG for SVG input). */
+  outputFormat: 'png' | 'input';
+}
+
+export interface TopicConfig {
+  /** Exactly one of input / inputPattern. */
+  input?: string;
+  inputPattern?: string;
+  format: 'avro' | 'raw' | 'auto';
+  /** One or more pipeline specs (`split2>full`, `adv:full`); several are combined by detection. */
+  pipelines: string[];
+  /** Model set folder (default: the global `models`). */
+  models: string;
+  /** Calibration file (default: the detector's, under <models>/calibration/). */
+  calibration?: string;
+  /** Thresholds overriding the calibration's: score name (or `<pipeline>:<score>` with several pipelines) -> value. */
+  thresholds?: Record<string, number>;
+  action: TopicAction;
+  output: string;
+  deadLetter: string;
+  /** Alert topic (default: alerts.topic). */
+  alerts: string;
+  maxBatchSize: number;
+  maxBatchWaitMs: number;
+  image: ImageConfig;
+}
+
+export interface GuardConfig {
+  kafka: KafkaConfig;
+  transactions: boolean;
+  http: { port: number; host: string };
+  models: string;
+  maxInFlight: number;
+  shutdownTimeoutMs: number;
+  alerts: { topic: string; webhook?: WebhookConfig };
+  topics: TopicConfig[];
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly problems: string[],
+    source?: string,
+  ) {
+    super(`invalid configuration${source ? ` in ${source}` : ''}:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+
+const TOPIC_RE = /^[A-Za-z0-9._-]{1,249}$/;
+const BROKER_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const topicName = z.string().regex(TOPIC_RE, 'not a valid Kafka topic name (letters, digits, ".", "_", "-"; 1 to 249 characters)');
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+const path = z.string().min(1);
+export const brokerAddress = z.string().regex(BROKER_RE, 'expected host:port');
+
+/** A pipeline spec: optional variant prefix (adv: / clean:), then stages joined by '>'. */
+export const pipelineSpec = z.string().superRefine((s, ctx) => {
+  try {
+    parsePipeline(splitVariant(s).stages);
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+  }
+});
+
+const sslSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    caFile: path.optional(),
+    certFile: path.optional(),
+    keyFile: path.optional(),
+    rejectUnauthorized: z.boolean().default(true),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if ((s.certFile === undefined) !== (s.keyFile === undefined)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'certFile and keyFile go together (client certificate authentication needs both)' });
+    }
+  });
+
+const saslSchema = z
+  .object({
+    mechanism: z.enum(['scram-sha-256', 'scram-sha-512', 'plain']),
+    username: z.string().min(1),
+    password: z.string().min(1).optional(),
+    passwordFile: path.optional(),
+    passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name').optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const given = (['password', 'passwordFile', 'passwordEnv'] as const).filter((k) => s[k] !== undefined);
+    if (given.length !== 1) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `give exactly one of password, passwordFile, passwordEnv (${given.length ? `got ${given.join(' and ')}` : 'got none'}); passwordFile or passwordEnv is recommended`,
+      });
+    }
+  });
+
+const kafkaSchema = z
+  .object({
+    brokers: z.array(brokerAddress).min(1, 'at least one broker').optional(),
+    clientId: z.string().min(1).default('vqguard'),
+    groupId: z.string().min(1).default('vqguard'),
+    ssl: sslSchema.optional(),
+    sasl: saslSchema.optional(),
+  })
+  .strict();
+
+const webhookSchema = z
+  .object({
+    url: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//i.test(u), 'expected an http(s) URL'),
+    timeoutMs: posInt.default(2000),
+    retries: nonNegInt.default(3),
+    backoffMs: nonNegInt.default(200),
+    ratePerSec: z.number().positive().default(10),
+  })
+  .strict();
+
+const imageSchema = z
+  .object({
+    maxBytes: posInt.default(DEFAULT_IMAGE_POLICY.maxBytes),
+    maxPixels: posInt.default(DEFAULT_IMAGE_POLICY.maxPixels),
+    formats: z
+      .array(z.enum(IMAGE_FORMATS as [string, ...string[]]))
+      .min(1)
+      .default([...DEFAULT_IMAGE_POLICY.formats]),
+    colour: z.enum(['grey', 'rgb']).default('grey'),
+    width: posInt.max(16384).default(28),
+    height: posInt.max(16384).default(28),
+    resize: z.enum(['reject', 'fill', 'contain', 'cover']).default('fill'),
+    alpha: z.enum(['flatten', 'reject']).default('flatten'),
+    animated: z.enum(['first-frame', 'reject']).default('first-frame'),
+    highBitDepth: z.enum(['convert', 'reject']).default('convert'),
+    cmyk: z.enum(['convert', 'reject']).default('convert'),
+    outputFormat: z.enum(['png', 'input']).default('png'),
+  })
+  .strict()
+  .superRefine((im, ctx) => {
+    if (im.width * im.height > im.maxPixels) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['maxPixels'], message: `must be at least width x height (${im.width * im.height})` });
+    }
+  })
+  .default({});
+
+const thresholdsSchema = z
+  .record(z.number().finite())
+  .refine((t) => Object.keys(t).length > 0, `give at least one threshold (${SCORE_NAMES.join(', ')})`);
+
+const pipelineField = z.union([pipelineSpec, z.array(pipelineSpec).min(1, 'at least one pipeline')], {
+  errorMap: () => ({ message: 'expected a pipeline such as "split2>full", or a list of them' }),
+});
+
+const topicSchema = z
+  .object({
+    input: topicName.optional(),
+    inputPattern: z.string().min(1).optional(),
+    format: z.enum(['avro', 'raw', 'auto']).default('auto'),
+    pipeline: pipelineField,
+    models: path.optional(),
+    calibration: path.optional(),
+    thresholds: thresholdsSchema.optional(),
+    action: z.enum(['forward-cleaned', 'forward-original', 'quarantine']).default('forward-cleaned'),
+    output: topicName,
+    deadLetter: topicName,
+    alerts: topicName.optional(),
+    maxBatchSize: posInt.default(64),
+    maxBatchWaitMs: nonNegInt.default(20),
+    image: imageSchema,
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if ((t.input === undefined) === (t.inputPattern === undefined)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give exactly one of input and inputPattern' });
+    }
+    if (t.inputPattern !== undefined) {
+      try {
+        new RegExp(t.inputPattern);
+      } catch (e) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['inputPattern'], message: `not a valid regular expression: ${(e as Error).message}` });
+      }
+    }
+    if (t.thresholds !== undefined) {
+      const pipelines = (Array.isArray(t.pipeline) ? t.pipeline : [t.pipeline]).map((p) => p.trim());
+      const allowed = new Set<string>([...SCORE_NAMES, ...pipelines.flatMap((p) => SCORE_NAMES.map((n) => `${p}:${n}`))]);
+      for (const k of Object.keys(t.thresholds)) {
+        if (!allowed.has(k)) {
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['thresholds', k],
+            message: `unknown score "${k}": expected ${SCORE_NAMES.join(', ')}${pipelines.length > 1 ? ', or <pipeline>:<score>' : ''}`,
+          });
+        }
+      }
+    }
+  });
+
+export const configSchema = z
+  .object({
+    kafka: kafkaSchema.default({}),
+    transactions: z.boolean().default(false),
+    http: z
+      .object({ port: z.number().int().min(0).max(65535).default(9464), host: z.string().min(1).default('0.0.0.0') })
+      .strict()
+      .default({}),
+    models: path.default('models/mnist'),
+    maxInFlight: posInt.default(2048),
+    shutdownTimeoutMs: posInt.default(15000),
+    alerts: z.object({ topic: topicName.default('vqguard.alerts'), webhook: webhookSchema.optional() }).strict().default({}),
+    topics: z.array(topicSchema).min(1, 'at least one topic is required'),
+  })
+  .strict();
+
+/**
+ * Checks across topics, run on the raw document (so they are reported together with field
+ * errors), reading only values of the right type and applying the defaults.
+ */
+function crossChecks(raw: unknown): string[] {
+  const out: string[] = [];
+  const root = isObj(raw) ? raw : {};
+  const topics = Array.isArray(root.topics) ? root.topics : [];
+  const alertsDefault = str(isObj(root.alerts) ? root.alerts.topic : undefined) ?? 'vqguard.alerts';
+  const maxInFlight = typeof root.maxInFlight === 'number' ? root.maxInFlight : 2048;
+  const seen = new Map<string, number>();
+  topics.forEach((t: unknown, i: number) => {
+    if (!isObj(t)) return;
+    const input = str(t.input);
+    const pattern = str(t.inputPattern);
+    const where = (f: string) => `topics[${i}].${f}`;
+    const key = input !== undefined ? `input "${input}"` : pattern !== undefined ? `inputPattern "${pattern}"` : undefined;
+    if (key) {
+      const prev = seen.get(key);
+      if (prev !== undefined) out.push(`${where(input !== undefined ? 'input' : 'inputPattern')}: same ${key} as topics[${prev}]`);
+      else seen.set(key, i);
+    }
+    let re: RegExp | null = null;
+    try {
+      re = pattern !== undefined ? new RegExp(pattern) : null;
+    } catch {
+      re = null;
+    }
+    const outs: [string, string | undefined][] = [['output', str(t.output)], ['deadLetter', str(t.deadLetter)], ['alerts', str(t.alerts) ?? alertsDefault]];
+    for (const [field, name] of outs) {
+      if (name === undefined) continue;
+      if (input !== undefined && name === input) out.push(`${where(field)}: ${field} topic "${name}" is the input topic (a loop)`);
+      if (re && re.test(name)) out.push(`${where(field)}: ${field} topic "${name}" matches inputPattern (a loop)`);
+    }
+    if (str(t.deadLetter) !== undefined && t.deadLetter === t.output) out.push(`${where('deadLetter')}: must differ from output`);
+    if (typeof t.maxBatchSize === 'number' && t.maxBatchSize > maxInFlight) out.push(`${where('maxBatchSize')}: must not exceed maxInFlight (${maxInFlight})`);
+  });
+  return out;
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+export interface ParseOptions {
+  /** Environment for KAFKA_BROKERS (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Name of the source (a file path) for the error message. */
+  source?: string;
+}
+
+/** Validates a parsed YAML/JSON document and fills in every default. Throws ConfigError. */
+export function parseConfig(raw: unknown, opts: ParseOptions = {}): GuardConfig {
+  const env = opts.env ?? process.env;
+  if (raw === null || raw === undefined) throw new ConfigError(['the configuration is empty'], opts.source);
+  const r = configSchema.safeParse(raw);
+  const problems = [...(r.success ? [] : formatIssues(r.error.issues, raw)), ...crossChecks(raw)];
+
+  let brokers: string[] | undefined;
+  const given = (raw as { kafka?: { brokers?: unknown } })?.kafka?.brokers;
+  if (given === undefined) {
+    const fromEnv = (env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    if (fromEnv.length === 0) problems.push('kafka.brokers: required (a list of host:port, or set KAFKA_BROKERS)');
+    for (const b of fromEnv) if (!BROKER_RE.test(b)) problems.push(`KAFKA_BROKERS: "${b}" is not host:port`);
+    brokers = fromEnv;
+  }
+  if (problems.length || !r.success) throw new ConfigError([...new Set(problems)], opts.source);
+
+  const c = r.data;
+  return {
+    ...c,
+    kafka: { ...c.kafka, brokers: c.kafka.brokers ?? brokers! },
+    alerts: c.alerts,
+    topics: c.topics.map(({ pipeline, ...t }) => ({
+      ...t,
+      pipelines: (Array.isArray(pipeline) ? pipeline : [pipeline]).map((p) => p.trim()),
+      models: t.models ?? c.models,
+      alerts: t.alerts ?? c.alerts.topic,
+      image: { ...t.image, formats: t.image.formats as ImageConfig['formats'] } as ImageConfig,
+    })),
+  } as GuardConfig;
+}
+
+/** `topics[0].image.width` */
+export function formatPath(p: readonly (string | number)[]): string {
+  let s = '';
+  for (const seg of p) s += typeof seg === 'number' ? `[${seg}]` : s ? `.${seg}` : seg;
+  return s || '(top level)';
+}
+
+function formatIssues(issues: z.ZodIssue[], raw: unknown): string[] {
+  const out: string[] = [];
+  for (const is of issues) {
+    const where = formatPath(is.path);
+    if (is.code === z.ZodIssueCode.unrecognized_keys) {
+      const known = knownKeys(configSchema, is.path);
+      for (const k of is.keys) {
+        const near = suggest(k, known);
+        out.push(`${where}: unknown key "${k}"${near ? ` (did you mean "${near}"?)` : ''}`);
+      }
+    } else if (is.code === z.ZodIssueCode.invalid_type && is.received === 'undefined') {
+      out.push(`${where}: required${where === 'topics' ? ' (a list of at least one topic)' : ''}`);
+    } else if (is.code === z.ZodIssueCode.invalid_type) {
+      out.push(`${where}: expected ${is.expected}, got ${is.received}`);
+    } else if (is.code === z.ZodIssueCode.invalid_enum_value) {
+      out.push(`${where}: "${String(valueAt(raw, is.path))}" is not one of ${is.options.map((o) => `"${String(o)}"`).join(', ')}`);
+    } else {
+      out.push(`${where}: ${is.message}`);
+    }
+  }
+  return [...new Set(out)];
+}
+
+function valueAt(raw: unknown, p: readonly (string | number)[]): unknown {
+  let v = raw;
+  for (const seg of p) v = v !== null && typeof v === 'object' ? (v as Record<string | number, unknown>)[seg] : undefined;
+  return v;
+}
+
+/** Keys of the object schema at a path (for "did you mean"). */
+function knownKeys(schema: z.ZodTypeAny, p: readonly (string | number)[]): string[] {
+  let s: z.ZodTypeAny | undefined = schema;
+  const unwrap = (x: z.ZodTypeAny): z.ZodTypeAny => {
+    for (;;) {
+      if (x instanceof z.ZodDefault) x = x._def.innerType;
+      else if (x instanceof z.ZodOptional) x = x.unwrap();
+      else if (x instanceof z.ZodEffects) x = x.innerType();
+      else return x;
+    }
+  };
+  for (const seg of p) {
+    s = unwrap(s);
+    if (typeof seg === 'number' && s instanceof z.ZodArray) s = s.element;
+    else if (typeof seg === 'string' && s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodTypeAny>)[seg];
+    else return [];
+    if (!s) return [];
+  }
+  s = unwrap(s);
+  return s instanceof z.ZodObject ? Object.keys(s.shape as object) : [];
+}
+
+function suggest(k: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of known) {
+    const d = c.toLowerCase() === k.toLowerCase() ? 0 : editDistance(k.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return bestD <= Math.max(1, Math.min(2, Math.floor(k.length / 3))) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  // optimal string alignment: insertions, deletions, substitutions, adjacent transpositions
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}

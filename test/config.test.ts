@@ -1,0 +1,162 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, checkModelBundles, loadConfig, redactConfig, resolveSecrets } from '../src/config/load.ts';
+import { parseConfig, type GuardConfig } from '../src/config/schema.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'vqguard-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const base = { kafka: { brokers: ['127.0.0.1:9092'] }, topics: [{ input: 'images.raw', pipeline: 'split2>full', output: 'images.clean', deadLetter: 'images.dlq' }] };
+const clone = <T>(x: T): T => structuredClone(x);
+
+/** The problems of a config that must fail. */
+function problems(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(raw, { env });
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `ConfigError expected, got ${String(e)}`);
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+function hasProblem(list: string[], re: RegExp): void {
+  assert.ok(list.some((p) => re.test(p)), `expected a problem matching ${re}, got:\n  ${list.join('\n  ')}`);
+}
+
+test('examples/guard.yaml loads with every default filled in', () => {
+  const c = loadConfig('examples/guard.yaml', { env: {} });
+  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard' });
+  assert.equal(c.transactions, false);
+  assert.deepEqual(c.http, { port: 9464, host: '0.0.0.0' });
+  assert.equal(c.alerts.topic, 'vqguard.alerts');
+  assert.equal(c.topics.length, 1);
+  const t = c.topics[0]!;
+  assert.deepEqual(
+    [t.input, t.format, t.pipelines, t.models, t.action, t.output, t.deadLetter, t.alerts, t.maxBatchSize, t.maxBatchWaitMs],
+    ['images.raw', 'auto', ['split2>full'], 'models/mnist', 'forward-cleaned', 'images.clean', 'images.dlq', 'vqguard.alerts', 64, 20],
+  );
+  assert.deepEqual(t.image, {
+    maxBytes: 1048576, maxPixels: 4194304, formats: ['png', 'jpeg', 'webp', 'gif', 'tiff'], colour: 'grey', width: 28, height: 28,
+    resize: 'fill', alpha: 'flatten', animated: 'first-frame', highBitDepth: 'convert', cmyk: 'convert', outputFormat: 'png',
+  });
+});
+
+test('a minimal config gets the same defaults; JSON works; brokers from KAFKA_BROKERS', () => {
+  const path = join(dir, 'min.json');
+  const raw = clone(base) as { kafka: { brokers?: string[] } };
+  delete raw.kafka.brokers;
+  writeFileSync(path, JSON.stringify(raw));
+  const c = loadConfig(path, { env: { KAFKA_BROKERS: 'k1:9092, k2:9093' } });
+  assert.deepEqual(c.kafka.brokers, ['k1:9092', 'k2:9093']);
+  assert.equal(c.topics[0]!.image.width, 28);
+  hasProblem(problems(raw), /^kafka\.brokers: required/);
+});
+
+test('unknown keys are errors, with the path and a suggestion', () => {
+  const raw = clone(base) as Record<string, unknown> & { topics: Record<string, unknown>[] };
+  raw.topics.push({ input: 'other', pipeline: 'full', ouput: 'x', deadLetter: 'y', image: { widht: 28 } });
+  raw.htpp = {};
+  const list = problems(raw);
+  hasProblem(list, /^topics\[1\]: unknown key "ouput" \(did you mean "output"\?\)$/);
+  hasProblem(list, /^topics\[1\]\.output: required$/);
+  hasProblem(list, /^topics\[1\]\.image: unknown key "widht" \(did you mean "width"\?\)$/);
+  hasProblem(list, /^\(top level\): unknown key "htpp"/);
+});
+
+test('missing or empty topics', () => {
+  hasProblem(problems({ kafka: base.kafka }), /^topics: required/);
+  hasProblem(problems({ kafka: base.kafka, topics: [] }), /^topics: at least one topic/);
+});
+
+test('pipelines are parsed: an unknown stage is named with its path', () => {
+  const raw = clone(base) as { topics: Record<string, unknown>[] };
+  raw.topics[0]!.pipeline = 'spilt2>full';
+  hasProblem(problems(raw), /^topics\[0\]\.pipeline: unknown pipeline stage "spilt2"/);
+  raw.topics[0]!.pipeline = ['adv:split2>full', 'clean:fulll'];
+  hasProblem(problems(raw), /^topics\[0\]\.pipeline\[1\]: unknown pipeline stage "fulll"/);
+  raw.topics[0]!.pipeline = ['adv:split2>full', 'full'];
+  assert.deepEqual(parseConfig(raw, { env: {} }).topics[0]!.pipelines, ['adv:split2>full', 'full']);
+});
+
+test('cross-topic checks: duplicate input, loops, one of input/inputPattern, limits', () => {
+  const raw = clone(base) as { topics: Record<string, unknown>[] };
+  raw.topics.push({ input: 'images.raw', pipeline: 'full', output: 'images.raw', deadLetter: 'd2' });
+  raw.topics.push({ inputPattern: '^images\\..*$', pipeline: 'full', output: 'images.clean2', deadLetter: 'dlq3' });
+  raw.topics.push({ pipeline: 'full', output: 'o4', deadLetter: 'd4', maxBatchSize: 0 });
+  const list = problems(raw);
+  hasProblem(list, /^topics\[1\]\.input: same input "images.raw" as topics\[0\]/);
+  hasProblem(list, /^topics\[1\]\.output: .*is the input topic/);
+  hasProblem(list, /^topics\[2\]\.output: .*matches inputPattern/);
+  hasProblem(list, /^topics\[3\]: give exactly one of input and inputPattern/);
+  hasProblem(list, /^topics\[3\]\.maxBatchSize: /);
+});
+
+test('SASL: exactly one password source', () => {
+  const raw = clone(base) as { kafka: Record<string, unknown> };
+  raw.kafka.sasl = { mechanism: 'scram-sha-512', username: 'u', password: 'p', passwordEnv: 'PW' };
+  hasProblem(problems(raw), /^kafka\.sasl: give exactly one of password, passwordFile, passwordEnv \(got password and passwordEnv\)/);
+  raw.kafka.sasl = { mechanism: 'scram-sha-512', username: 'u' };
+  hasProblem(problems(raw), /^kafka\.sasl: give exactly one .*got none/);
+  raw.kafka.sasl = { mechanism: 'md5', username: 'u', passwordEnv: 'PW' };
+  hasProblem(problems(raw), /^kafka\.sasl\.mechanism: "md5" is not one of/);
+});
+
+test('resolveSecrets reads passwordFile / passwordEnv; redactConfig hides secrets', () => {
+  const pw = join(dir, 'pw.txt');
+  writeFileSync(pw, 's3cret-from-file\n');
+  const raw = clone(base) as { kafka: Record<string, unknown> };
+  raw.kafka.sasl = { mechanism: 'scram-sha-256', username: 'u', passwordFile: pw };
+  assert.equal(resolveSecrets(parseConfig(raw, { env: {} })).sasl?.password, 's3cret-from-file');
+  raw.kafka.sasl = { mechanism: 'plain', username: 'u', passwordEnv: 'VQ_PW' };
+  const c = parseConfig(raw, { env: {} });
+  assert.equal(resolveSecrets(c, { env: { VQ_PW: 'from-env' } }).sasl?.password, 'from-env');
+  assert.throws(() => resolveSecrets(c, { env: {} }), /passwordEnv: environment variable VQ_PW is not set/);
+
+  raw.kafka.sasl = { mechanism: 'plain', username: 'u', password: 'inline-secret' };
+  (raw as unknown as GuardConfig).alerts = { topic: 'vqguard.alerts', webhook: { url: 'https://hooks.example.com/services/T000/B000/XXXX?token=abc' } } as GuardConfig['alerts'];
+  const inline = parseConfig(raw, { env: {} });
+  const red = redactConfig(inline);
+  const text = JSON.stringify(red);
+  assert.ok(!text.includes('inline-secret') && !text.includes('XXXX') && !text.includes('abc'), text);
+  assert.equal(red.kafka.sasl?.password, '[redacted]');
+  assert.equal(red.alerts.webhook?.url, 'https://hooks.example.com/[redacted]');
+  assert.equal(inline.kafka.sasl?.password, 'inline-secret'); // original untouched
+});
+
+test('checkModelBundles names the missing bundle', () => {
+  const models = join(dir, 'models', 'set');
+  for (const b of ['classifier', 'purifier-split1', 'purifier-split2']) {
+    mkdirSync(join(models, b), { recursive: true });
+    writeFileSync(join(models, b, 'model.json'), JSON.stringify({ format: 'vqguard-bundle/1', name: b }));
+  }
+  const raw = clone(base) as { models?: string; topics: Record<string, unknown>[] };
+  raw.models = 'models/set';
+  const good = checkModelBundles(parseConfig(raw, { env: {} }), dir);
+  assert.ok(good.ok, good.problems.join('\n'));
+  assert.equal(good.bundles.length, 3);
+
+  raw.topics[0]!.pipeline = 'adv:split2>full';
+  const bad = checkModelBundles(parseConfig(raw, { env: {} }), dir);
+  assert.equal(bad.ok, false);
+  assert.equal(bad.problems.length, 2);
+  hasProblem(bad.problems, /^topics\[0\]\.pipeline "adv:split2>full" needs purifier-split2-adv: model bundle not found/);
+  hasProblem(bad.problems, /needs purifier-split1-adv/);
+
+  raw.models = 'models/none';
+  hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /^topics\[0\]\.models: model directory .* does not exist/);
+});
+
+test('file errors: unreadable file, bad YAML, duplicate keys', () => {
+  assert.throws(() => loadConfig(join(dir, 'absent.yaml')), /cannot read .*ENOENT/);
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'kafka: [unclosed\n');
+  assert.throws(() => loadConfig(bad), (e: unknown) => e instanceof ConfigError && /bad\.yaml/.test(e.message) && /YAML/.test(e.message));
+  writeFileSync(bad, 'transactions: false\ntransactions: true\n');
+  assert.throws(() => loadConfig(bad), /YAML: .*[Mm]ap keys must be unique/);
+  writeFileSync(bad, '');
+  assert.throws(() => loadConfig(bad), /the configuration is empty/);
+});
