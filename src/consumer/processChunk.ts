@@ -73,7 +73,7 @@ function push(map: Map<string, OutMessage[]>, topic: string, m: OutMessage): voi
 export async function processChunk(rt: TopicRuntime, topic: string, partition: number, messages: InMessage[], now = Date.now): Promise<ChunkResult> {
   const s = rt.settings;
   const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [] };
-  const dead = (m: InMessage, id: string | null, reason: ReasonCode | 'quarantined' | 'processing_error', detail: string) => {
+  const dead = (m: InMessage, id: string | null, reason: ReasonCode, detail: string) => {
     push(res.out, s.deadLetter, {
       key: id,
       value: encodeDeadLetter({

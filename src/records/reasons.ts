@@ -20,7 +20,10 @@ export const REASON_CODES = [
   'animated_image', //     more than one frame/page and policy.animated is 'reject'
   'high_bit_depth', //     more than 8 bits per sample and policy.highBitDepth is 'reject'
   'cmyk_not_allowed', //   CMYK and policy.cmyk is 'reject'
-  'nan_input', //          NaN or infinite value in the decoded pixels
+  'nan_input', //          NaN or infinite value in the decoded pixels or the detection scores
+  // guard (src/consumer)
+  'quarantined', //        flagged on a topic whose action is 'quarantine' (the alert is sent too)
+  'processing_error', //   the model step failed for the micro-batch (details in the dead letter)
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];
