@@ -1,4 +1,4 @@
-/** `vqguard bench backend`: native vs pure-JS throughput. */
+/** `vqguard bench [backend] [--quick] [--json]`: benchmarks (tables on stdout, JSON under reports/bench/). */
 import type { Command } from 'commander';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -6,40 +6,128 @@ import { benchBackend } from '../bench/backend.ts';
 import { backendInfo, tfVersion } from '../backend/tf.ts';
 import { formatTable } from './table.ts';
 import { machineDescription } from '../bench/machine.ts';
+import { benchModel, ceiling } from '../bench/model.ts';
+import { benchStream } from '../bench/stream.ts';
+import { benchBaselines } from '../bench/baselines.ts';
+import { ModelRegistry } from '../models/registry.ts';
+import { loadDataset } from '../data/load.ts';
+import { take } from '../data/dataset.ts';
+import { buildSamples } from '../sample/produceSample.ts';
+import { startLocalBroker } from '../kafka/localBroker.ts';
+import { commandLine } from './train.ts';
+
+function write(out: string, obj: unknown): void {
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(obj, null, 2) + '\n');
+}
+
+async function backendSuite(o: { json?: boolean; out?: string; js: boolean }) {
+  const backends = ['tensorflow', ...(o.js ? ['cpu'] : [])];
+  if (!backendInfo.native) throw new Error('the native backend is not loaded; run make install');
+  const rows = await benchBackend(backends);
+  const ratio = (op: string) => {
+    const n = rows.find((r) => r.op === op && r.backend === 'tensorflow');
+    const j = rows.find((r) => r.op === op && r.backend === 'cpu');
+    return n && j ? n.gflops / j.gflops : null;
+  };
+  const result = {
+    command: commandLine(),
+    machine: machineDescription(),
+    tfVersion: tfVersion(),
+    rows,
+    nativeOverJs: { conv2dTrainStep: ratio('conv2d train step'), matMul: ratio('matMul') },
+    date: new Date().toISOString(),
+  };
+  const out = o.out ?? 'reports/bench/backend.json';
+  write(out, result);
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else {
+    process.stdout.write(formatTable(['op', 'shape', 'backend', 'GFLOP/call', 'median ms', 'GFLOP/s'], rows.map((r) => [r.op, r.shape, r.backend, r.gflopPerCall, r.medianMs, r.gflops])) + '\n');
+    process.stdout.write(`native / pure-JS: conv2d step ${result.nativeOverJs.conv2dTrainStep?.toFixed(1)}x, matMul ${result.nativeOverJs.matMul?.toFixed(1)}x\nwritten to ${out}\n`);
+  }
+}
+
+async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; stream: boolean }) {
+  const quick = Boolean(o.quick);
+  const timing = quick ? { minMs: 150, minReps: 2 } : { minMs: 1000, minReps: 5 };
+  const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
+  say('ceiling');
+  const ceil = ceiling(timing);
+  const ceilingGflops = ceil.conv2dGflops;
+  const reg = new ModelRegistry('models/mnist');
+  const pipelines = quick ? ['full', 'split2>full'] : ['full', 'split2', 'split2>full', 'full>split2'];
+  const batches = quick ? [1, 32] : [1, 8, 32, 128, 512];
+  say(`model: ${pipelines.join(', ')} at batch ${batches.join(', ')}`);
+  const model = benchModel(reg, pipelines, batches, ceilingGflops, timing);
+  const data = loadDataset('mnist');
+  let stream = null;
+  if (o.stream) {
+    const n = quick ? 300 : 3000;
+    say(`stream: ${n} records`);
+    const samples = await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' });
+    let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+    const local = brokers.length ? null : await startLocalBroker();
+    if (local) brokers = local.brokers;
+    try {
+      stream = await benchStream(brokers, samples, { maxBatchSize: quick ? 64 : 128, latencySeconds: quick ? 3 : 15, partitions: 4 });
+    } finally {
+      await local?.stop();
+    }
+  }
+  say('baselines');
+  const set = take(data.test, quick ? 200 : 1000);
+  const baselines = benchBaselines(reg, [
+    { name: 'vqguard split2>full', pipeline: 'split2>full' },
+    { name: 'vqguard full', pipeline: 'full' },
+    { name: 'feature squeezing: bit depth 1', pipeline: 'bits1' },
+    { name: 'feature squeezing: median 2x2', pipeline: 'median2' },
+  ], set);
+  const best = (mode: string, p: string) => model.filter((r) => r.mode === mode && r.pipeline === p).sort((a, b) => b.imagesPerSec - a.imagesPerSec)[0];
+  const result = {
+    command: commandLine(),
+    machine: machineDescription(),
+    quick,
+    ceilingGflops,
+    ceiling: ceil,
+    model: model.map((r) => ({ ...r })),
+    bestPurifyFull: best('purify', 'full'),
+    bestDetectFull: best('detect', 'full'),
+    stream: stream && { ...stream, p50Ms: stream.latency[0]?.p50Ms ?? null, p99Ms: stream.latency[0]?.p99Ms ?? null },
+    baselines,
+    reference: { pytorchPurifyBatch32: 1442, pytorchPurifyPlusClassifierBatch32: 837, source: 'shared/docs/reference-findings.md' },
+    date: new Date().toISOString(),
+  };
+  const out = o.out ?? (quick ? 'reports/bench/bench-quick.json' : 'reports/bench/bench.json');
+  write(out, result);
+  reg.dispose();
+  if (o.json) {
+    process.stdout.write(JSON.stringify(result) + '\n');
+    return;
+  }
+  process.stdout.write(`ceiling: conv2d ${ceil.conv2dGflops.toFixed(1)} GFLOP/s, matMul ${ceil.matMulGflops.toFixed(1)} GFLOP/s\n\n`);
+  process.stdout.write(formatTable(['pipeline', 'mode', 'batch', 'images/s', 'ms/batch', 'GFLOP/img', 'GFLOP/s', 'of peak'], model.map((r) => [r.pipeline, r.mode, r.batch, r.imagesPerSec, r.msPerBatch, r.gflopPerImage, r.gflops, r.peakFraction])) + '\n\n');
+  if (stream) {
+    process.stdout.write(formatTable(['stream', 'value'], [
+      ['guard images/s (saturation)', stream.guardImagesPerSec], ['pass-through images/s', stream.passThroughImagesPerSec], ['guard / pass-through', stream.ratio],
+      ...stream.latency.map((l) => [`latency at ${l.offeredPerSec}/s: p50 / p99 ms`, `${l.p50Ms.toFixed(1)} / ${l.p99Ms.toFixed(1)}`] as [string, string]),
+      ...Object.entries(stream.stageMsPerRecord).map(([k, v]) => [`ms per record: ${k}`, v] as [string, number]),
+    ]) + '\n\n');
+  }
+  process.stdout.write(formatTable(['baseline', 'images/s', 'acc FGSM 0.1', 'acc FGSM 0.3'], baselines.map((b) => [b.name, b.imagesPerSec, b.accuracyEps01, b.accuracyEps03])) + `\nwritten to ${out}\n`);
+}
 
 export function registerBench(program: Command): void {
-  const bench = program.command('bench').description('benchmarks (tables on stdout, JSON under reports/bench/)');
-  bench
-    .command('backend')
-    .description('conv2d training-step and matMul GFLOP/s, native vs pure-JS backend')
-    .option('--json', 'print the JSON result')
-    .option('--out <file>', 'JSON output file', 'reports/bench/backend.json')
-    .option('--no-js', 'skip the pure-JS backend')
-    .action(async (o: { json?: boolean; out: string; js: boolean }) => {
-      const backends = ['tensorflow', ...(o.js ? ['cpu'] : [])];
-      if (!backendInfo.native) throw new Error('the native backend is not loaded; run make install');
-      const rows = await benchBackend(backends);
-      const ratio = (op: string) => {
-        const n = rows.find((r) => r.op === op && r.backend === 'tensorflow');
-        const j = rows.find((r) => r.op === op && r.backend === 'cpu');
-        return n && j ? n.gflops / j.gflops : null;
-      };
-      const result = {
-        command: `vqguard bench backend${o.js ? '' : ' --no-js'}`,
-        machine: machineDescription(),
-        tfVersion: tfVersion(),
-        rows,
-        nativeOverJs: { conv2dTrainStep: ratio('conv2d train step'), matMul: ratio('matMul') },
-        date: new Date().toISOString(),
-      };
-      mkdirSync(dirname(o.out), { recursive: true });
-      writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
-      if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
-      else {
-        process.stdout.write(
-          formatTable(['op', 'shape', 'backend', 'GFLOP/call', 'median ms', 'GFLOP/s'], rows.map((r) => [r.op, r.shape, r.backend, r.gflopPerCall, r.medianMs, r.gflops])) + '\n',
-        );
-        process.stdout.write(`native / pure-JS: conv2d step ${result.nativeOverJs.conv2dTrainStep?.toFixed(1)}x, matMul ${result.nativeOverJs.matMul?.toFixed(1)}x\nwritten to ${o.out}\n`);
-      }
+  program
+    .command('bench [suite]')
+    .description('benchmarks: `bench` (ceiling, model, stream, baselines) or `bench backend` (native vs pure-JS)')
+    .option('--quick', 'short run (about a minute) for routine checks')
+    .option('--json', 'print one JSON object')
+    .option('--out <file>', 'JSON output file')
+    .option('--no-js', 'backend suite: skip the pure-JS backend')
+    .option('--no-stream', 'skip the stream benchmark (no broker needed)')
+    .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean }) => {
+      if (suite === 'backend') await backendSuite(o);
+      else if (suite === undefined || suite === 'all') await fullSuite(o);
+      else throw new Error(`unknown bench suite "${suite}": expected backend or nothing`);
     });
 }

@@ -49,8 +49,10 @@ export interface ChunkResult {
   alerts: AlertEvent[];
   deadLetters: { id: string | null; reason: string; offset: string }[];
   outputs: { id: string; flagged: boolean; offset: string; label: number | null; verdict: Verdict }[];
-  /** Smallest record timestamp (ms) for end-to-end latency. */
+  /** Record timestamps (ms) for end-to-end latency. */
   timestamps: number[];
+  /** Milliseconds spent per stage in this chunk (parse = Avro/headers, decode = image decode). */
+  stageMs: { parse: number; decode: number; tensor: number; model: number; encode: number };
 }
 
 function flatHeaders(h: InMessage['headers']): Record<string, string> {
@@ -72,7 +74,13 @@ function push(map: Map<string, OutMessage[]>, topic: string, m: OutMessage): voi
 
 export async function processChunk(rt: TopicRuntime, topic: string, partition: number, messages: InMessage[], now = Date.now): Promise<ChunkResult> {
   const s = rt.settings;
-  const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [] };
+  const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [], stageMs: { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 } };
+  let tick = performance.now();
+  const lap = (stage: keyof ChunkResult['stageMs']) => {
+    const t = performance.now();
+    res.stageMs[stage] += t - tick;
+    tick = t;
+  };
   const dead = (m: InMessage, id: string | null, reason: ReasonCode, detail: string) => {
     push(res.out, s.deadLetter, {
       key: id,
@@ -87,14 +95,18 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
     res.deadLetters.push({ id, reason, offset: m.offset });
   };
 
-  // 1. Parse and decode (sharp runs on its own thread pool; decode in parallel).
+  // 1. Parse, then decode (sharp runs on its own thread pool; decode in parallel).
+  const parsedAll = messages.map((m) => ({
+    m,
+    parsed: parseInput(
+      { value: m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp },
+      s.format,
+      { fallbackId: `${topic}-${partition}-${m.offset}`, now },
+    ),
+  }));
+  lap('parse');
   const decoded = await Promise.all(
-    messages.map(async (m) => {
-      const parsed = parseInput(
-        { value: m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp },
-        s.format,
-        { fallbackId: `${topic}-${partition}-${m.offset}`, now },
-      );
+    parsedAll.map(async ({ m, parsed }) => {
       if (!parsed.ok) return { m, fail: parsed } as const;
       const img = await decodeImage(parsed.input.bytes, s.image);
       if (!img.ok) return { m, input: parsed.input, fail: img } as const;
@@ -107,6 +119,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
     if ('fail' in d && d.fail) dead(d.m, d.input?.id ?? null, d.fail.reason, d.fail.detail);
     else if ('img' in d && d.img && d.img.ok) good.push({ m: d.m, input: d.input!, pixels: d.img.pixels, format: d.img.format });
   }
+  lap('decode');
   if (good.length === 0) return res;
 
   // 2. One tensor for the whole micro-batch; purify and detect.
@@ -118,8 +131,10 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   let raw;
   try {
     const x = tf.tensor4d(batch, [good.length, h, w, c]);
+    lap('tensor');
     try {
       raw = rt.detector.raw(x);
+      lap('model');
     } finally {
       x.dispose();
     }
@@ -177,6 +192,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
       res.timestamps.push(Number(g.m.timestamp));
     }),
   );
+  lap('encode');
   for (const d of res.deadLetters) {
     const m = messages.find((x) => x.offset === d.offset);
     if (m) res.timestamps.push(Number(m.timestamp));
