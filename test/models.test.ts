@@ -150,3 +150,18 @@ test('a tiny training run lowers the loss (purifier and classifier)', () => {
   assert.ok(c.metrics.validationAccuracy > 0.3, `val acc ${c.metrics.validationAccuracy}`);
   c.model.dispose();
 });
+
+test('FGSM and PGD actually fool the shipped classifier (regression guard for the loss sign/smoothing)', async () => {
+  const { ModelRegistry } = await import('../src/models/registry.ts');
+  const { evaluateRobustness } = await import('../src/eval/robustness.ts');
+  const reg = new ModelRegistry('models/mnist');
+  const set = take(loadDataset('mnist').test, 200);
+  const fg = evaluateRobustness(reg.classifier(), [], set, { attack: { name: 'fgsm' }, eps: [0, 0.3] });
+  const clean = fg.find((r) => r.eps === 0)!.accuracy, at03 = fg.find((r) => r.eps === 0.3)!.accuracy;
+  assert.ok(clean > 0.95, `clean ${clean}`);
+  assert.ok(at03 < 0.5, `FGSM 0.3 should fool the undefended classifier: ${at03}`);
+  const pg = evaluateRobustness(reg.classifier(), [], take(set, 100), { attack: { name: 'pgd', steps: 10 }, eps: [0.1] });
+  const fg01 = evaluateRobustness(reg.classifier(), [], take(set, 100), { attack: { name: 'fgsm' }, eps: [0.1] });
+  assert.ok(pg[0]!.accuracy <= fg01[0]!.accuracy, `PGD ${pg[0]!.accuracy} should be at least as strong as FGSM ${fg01[0]!.accuracy}`);
+  reg.dispose();
+});

@@ -25,7 +25,8 @@ export function inputGradient(f: LogitsFn, x: Tensor4D, labels: Tensor1D): Tenso
     const g = tf.grad((xi) => {
       const logits = f(xi as Tensor4D);
       const onehot = tf.oneHot(tf.cast(labels, 'int32') as Tensor1D, logits.shape[1]!);
-      return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, tf.Reduction.SUM);
+      // (onehot, logits, weights, labelSmoothing = 0, reduction = SUM)
+      return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, 0, tf.Reduction.SUM);
     });
     return g(x) as Tensor4D;
   });

@@ -9,6 +9,7 @@ import { registerResearch } from './research.ts';
 import { registerSample } from './sample.ts';
 import { registerRun } from './run.ts';
 import { registerDemo } from './demo.ts';
+import { registerReplay } from './replay.ts';
 
 const program = new Command();
 program.name('vqguard').description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection').version('0.1.0');
@@ -21,6 +22,7 @@ registerResearch(program);
 registerSample(program);
 registerRun(program);
 registerDemo(program);
+registerReplay(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);
