@@ -14,6 +14,7 @@
  * Details never contain image bytes.
  */
 import sharp from 'sharp';
+import { decodePngFast, encodePngFast } from './png.ts';
 import { sniffImage, type SniffedFormat } from '../records/input.ts';
 import { cleanDetail, type Failure, type ReasonCode } from '../records/reasons.ts';
 
@@ -103,6 +104,17 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   if (!format) return fail('unsupported_format', 'not a recognised image format (PNG, JPEG, GIF, WebP, TIFF, SVG magic bytes expected)');
   if (!policy.formats.includes(format)) {
     return fail('format_not_allowed', `${format} images are not allowed on this topic (allowed: ${policy.formats.join(', ') || 'none'})`);
+  }
+
+  // Fast path: a plain 8-bit PNG of the target size and colour needs no libvips pipeline.
+  if (format === 'png') {
+    const fast = decodePngFast(bytes, policy.maxPixels);
+    const wantC = policy.colour === 'grey' ? 1 : 3;
+    if (fast && fast.channels === wantC && (policy.width === undefined || policy.width === fast.width) && (policy.height === undefined || policy.height === fast.height)) {
+      const pixels = new Float32Array(fast.data.length);
+      for (let i = 0; i < pixels.length; i++) pixels[i] = fast.data[i]! / 255;
+      return { ok: true, pixels, width: fast.width, height: fast.height, channels: wantC, format, sourceWidth: fast.width, sourceHeight: fast.height };
+    }
   }
 
   const input = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -204,6 +216,7 @@ export async function encodeImage(
     if (Number.isNaN(v)) throw new Error(`encodeImage: NaN at index ${i}`);
     raw[i] = Math.round(Math.min(1, Math.max(0, v)) * 255);
   }
+  if (format === 'png' && (channels === 1 || channels === 3)) return encodePngFast(raw, width, height, channels);
   const p = sharp(raw, { raw: { width, height, channels } });
   switch (format) {
     case 'png':

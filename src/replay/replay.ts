@@ -7,7 +7,7 @@
  * precision/recall/FPR where labels exist (src/demo/summary.ts), and throughput.
  * Optionally republishes the first pipeline's guarded records to an output topic.
  */
-import { Kafka, logLevel, CompressionTypes, type Producer } from 'kafkajs';
+import { Kafka, logLevel, CompressionTypes, Partitioners, type Producer } from 'kafkajs';
 import { parseConfig } from '../config/schema.ts';
 import { buildTopicRuntime, type TopicRuntime } from '../consumer/topicRuntime.ts';
 import { processChunk, type InMessage } from '../consumer/processChunk.ts';
@@ -311,13 +311,17 @@ export async function runReplay(o: ReplayOptions): Promise<ReplayReport> {
       const topics = await admin.listTopics();
       if (!topics.includes(o.topic)) throw new Error(`replay: topic "${o.topic}" does not exist`);
       partitions = await resolveRange(admin, o.topic, o.range ?? {});
+      if (o.outputTopic && !topics.includes(o.outputTopic)) {
+        // Created up front (as many partitions as the input) rather than auto-created on first send.
+        await admin.createTopics({ topics: [{ topic: o.outputTopic, numPartitions: partitions.length }], waitForLeaders: true });
+      }
     } finally {
       await admin.disconnect();
     }
     const total = rangeSize(partitions);
 
     if (o.outputTopic) {
-      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: true });
+      producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
       await producer.connect();
     }
     let produced = 0;

@@ -126,7 +126,7 @@ export function scoresChart(r: ReplayReport): Promise<Chart> {
   const range = domain.map((t) => (t === 'clean' ? '#4c78a8' : t === 'attacked' ? '#e45756' : '#72b7b2'));
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: `Combined detection score by ground truth: ${r.topic} (${r.records} records)`,
+    title: { text: `Combined detection score by ground truth: ${r.topic} (${r.records} records)`, subtitle: 'share of each class per bin; flagged above the dashed calibrated threshold' },
     data: { values: rows },
     facet: { column: { field: 'pipeline', type: 'nominal', title: null, sort: r.pipelines.map((p) => p.pipeline), header: { labelFontSize: 13 } } },
     spec: {
@@ -137,9 +137,10 @@ export function scoresChart(r: ReplayReport): Promise<Chart> {
           transform: [{ filter: "datum.kind === 'bin'" }],
           mark: { type: 'bar', opacity: 0.6, binSpacing: 0 },
           encoding: {
-            x: { field: 'x0', type: 'quantitative', title: 'combined score (logit; flagged above the dashed threshold)', scale: { zero: false } },
+            x: { field: 'x0', type: 'quantitative', title: 'combined score (logit)', scale: { zero: false } },
             x2: { field: 'x1' },
             y: { field: 'share', type: 'quantitative', title: 'share of records in class', stack: null },
+            y2: { datum: 0 },
             color: { field: 'truth', type: 'nominal', title: null, scale: { domain, range }, legend: { orient: 'top' } },
           },
         },

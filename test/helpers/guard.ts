@@ -170,16 +170,16 @@ export interface Collected {
 }
 
 /**
- * Reads `topics` from the beginning (read_committed) until `until(got)` holds, then keeps
+ * Reads `topics` from the beginning (read_committed unless told) until `until(got)` holds, then keeps
  * reading for `lingerMs` more (to catch duplicates); gives up at `timeoutMs` and returns what arrived.
  */
 export async function collect(
   brokers: string[],
   topics: string[],
   until: (got: Collected[]) => boolean,
-  o: { timeoutMs: number; lingerMs?: number },
+  o: { timeoutMs: number; lingerMs?: number; readUncommitted?: boolean },
 ): Promise<Collected[]> {
-  const consumer = client(brokers, 'vqguard-test-collect').consumer({ groupId: uniqueTopic('collect'), readUncommitted: false, maxWaitTimeInMs: 100 });
+  const consumer = client(brokers, 'vqguard-test-collect').consumer({ groupId: uniqueTopic('collect'), readUncommitted: o.readUncommitted ?? false, maxWaitTimeInMs: 100 });
   const got: Collected[] = [];
   await consumer.connect();
   try {
@@ -194,7 +194,11 @@ export async function collect(
         if (until(got)) done();
       },
     });
-    if (!until(got)) await Promise.race([reached, sleep(o.timeoutMs)]);
+    if (!until(got)) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([reached, new Promise<void>((r) => (timer = setTimeout(r, o.timeoutMs)))]);
+      clearTimeout(timer);
+    }
     if (o.lingerMs) await sleep(o.lingerMs);
   } finally {
     await consumer.disconnect();
