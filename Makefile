@@ -36,5 +36,13 @@ demo: install
 models: $(STAMP)
 	bash scripts/train-models.sh
 
+# The guard CLI SIGKILLed at random points while it processes a stream, in both delivery modes
+# (test/faults/kill.ts; `make test` runs the same at a smaller size in test/faults.test.ts).
+FAULT_N ?= 2000
+FAULT_K ?= 6
+test-faults: install
+	FAULT_N=$(FAULT_N) FAULT_K=$(FAULT_K) FAULT_MODE=atleastonce node --import tsx test/faults/kill.ts
+	FAULT_N=$(FAULT_N) FAULT_K=$(FAULT_K) FAULT_MODE=transactions node --import tsx test/faults/kill.ts
+
 bench: install
 	$(VQ) bench backend

@@ -358,6 +358,7 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
       assert.equal(cov.size, total, `every input offset answered at least once (${cov.size}/${total})`);
       assert.equal(new Set(r.outputs.map((o) => o.id)).size, total, 'every input id has an output');
       t.diagnostic(`run 1 answered ${done1}/${first.length} before SIGTERM, stopped in ${stopSecs.toFixed(1)} s; duplicates after restart: ${duplicates(cov)}`);
+      if (duplicates(cov)) t.diagnostic(`duplicated: ${[...cov].filter(([, n]) => n > 1).map(([k]) => k).join(' ')}\nrun 1 log:\n${c1.output().split('\n').filter((l) => !l.includes('flagged')).slice(-30).join('\n')}`);
       // A graceful stop finishes and commits the in-flight micro-batch: nothing is redone.
       assert.equal(duplicates(cov), 0, 'graceful stop commits what it produced');
     } finally {
