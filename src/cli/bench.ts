@@ -81,6 +81,7 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
     { name: 'vqguard full', pipeline: 'full' },
     { name: 'feature squeezing: bit depth 1', pipeline: 'bits1' },
     { name: 'feature squeezing: median 2x2', pipeline: 'median2' },
+    { name: 'Defense-GAN-style, L=200 R=10', pipeline: 'defensegan', samples: quick ? 20 : 100, batch: 10 },
   ], set);
   const best = (mode: string, p: string) => model.filter((r) => r.mode === mode && r.pipeline === p).sort((a, b) => b.imagesPerSec - a.imagesPerSec)[0];
   const result = {
@@ -113,7 +114,7 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
       ...Object.entries(stream.stageMsPerRecord).map(([k, v]) => [`ms per record: ${k}`, v] as [string, number]),
     ]) + '\n\n');
   }
-  process.stdout.write(formatTable(['baseline', 'images/s', 'acc FGSM 0.1', 'acc FGSM 0.3'], baselines.map((b) => [b.name, b.imagesPerSec, b.accuracyEps01, b.accuracyEps03])) + `\nwritten to ${out}\n`);
+  process.stdout.write(formatTable(['baseline', 'images/s', 'acc FGSM 0.1', 'acc FGSM 0.3', 'images'], baselines.map((b) => [b.name, b.imagesPerSec, b.accuracyEps01, b.accuracyEps03, b.samples])) + `\nwritten to ${out}\n`);
 }
 
 export function registerBench(program: Command): void {

