@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTopics, getTestBroker, type TestBroker } from './helpers/broker.ts';
 import {
-  answered, collect, coverage, decodeResults, guardTopics, killIfRunning, LogSink, PIPELINE, produce, rawConfig, REPO,
-  samples, startCli, waitFor, within, writeConfigFile, type CliChild, type Collected, type GuardTopics, type OutMsg,
+  answered, collect, countMessages, coverage, decodeResults, guardTopics, killIfRunning, LogSink, PIPELINE, produce, rawConfig, REPO,
+  samples, sleep, startCli, waitFor, within, writeConfigFile, type CliChild, type Collected, type GuardTopics, type OutMsg,
   type RawConfigOptions, type Results,
 } from './helpers/guard.ts';
 import { parseConfig } from '../src/config/schema.ts';
@@ -379,12 +379,32 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
     const env = { KAFKA_BROKERS: broker.brokers.join(','), VQGUARD_TRANSACTIONAL_ID: `${topics.groupId}-tx` };
     let c1: CliChild | undefined, c2: CliChild | undefined;
     try {
-      c1 = startCli(cfg, env);
-      const flagged = () => c1!.logs().filter((l) => l.msg === 'flagged: likely adversarial input').length;
-      await waitFor(() => flagged() >= 3 || c1!.proc.exitCode !== null, 120_000, 'first committed transactions of run 1');
-      assert.equal(c1.proc.exitCode, null, `run 1 still running:\n${c1.output().slice(-3000)}`);
-      c1.proc.kill('SIGKILL');
-      assert.equal(await within(c1.exited, 10_000, 'run 1 killed'), 'SIGKILL');
+      // Kill run 1 while a transaction is open with outputs in it: freeze it (SIGSTOP) at
+      // random points until a read_uncommitted reader sees outputs that a read_committed one
+      // does not, then SIGKILL it there.
+      const committed = await countMessages(broker.brokers, [topics.output, topics.deadLetter], false);
+      const written = await countMessages(broker.brokers, [topics.output, topics.deadLetter], true);
+      let caught = false;
+      let attempts = 0;
+      try {
+        c1 = startCli(cfg, env);
+        await waitFor(() => committed.count() >= 16 || c1!.proc.exitCode !== null, 120_000, 'first committed transactions of run 1');
+        assert.equal(c1.proc.exitCode, null, `run 1 still running:\n${c1.output().slice(-3000)}`);
+        const rng = mulberry32(1);
+        while (!caught && attempts < 40 && committed.count() < N - 40) {
+          attempts++;
+          await sleep(5 + Math.floor(rng() * 60));
+          c1.proc.kill('SIGSTOP');
+          await sleep(500);
+          caught = written.count() > committed.count();
+          if (!caught) c1.proc.kill('SIGCONT');
+        }
+        c1.proc.kill('SIGKILL');
+        assert.equal(await within(c1.exited, 10_000, 'run 1 killed'), 'SIGKILL');
+      } finally {
+        await Promise.all([committed.stop(), written.stop()]);
+      }
+      t.diagnostic(`run 1 killed ${caught ? 'inside an open transaction' : 'between transactions (no open one caught)'} after ${attempts} freeze(s)`);
 
       c2 = startCli(cfg, env);
       await results(broker.brokers, topics, N, { timeoutMs: 150_000, lingerMs: 0 }).catch(onFailureDump(t, () => c2!.output()));
@@ -396,6 +416,7 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
       const uncommitted = await collect(broker.brokers, [topics.output, topics.deadLetter], () => false, { timeoutMs: 3000, readUncommitted: true });
       const cov = coverage(r);
       t.diagnostic(`read_committed answers: ${r.outputs.length + r.deadLetters.length} for ${N} inputs; read_uncommitted sees ${uncommitted.length} (aborted writes of the killed run: ${uncommitted.length - N})`);
+      if (caught) assert.ok(uncommitted.length > N, 'the killed transaction left aborted outputs behind');
       assert.equal(cov.size, N, 'every input offset answered');
       assert.equal(duplicates(cov), 0, 'no duplicates across the restart');
       const ids = recs.slice(0, N).map((s) => s.id);

@@ -38,10 +38,12 @@ export function createLogger(dest?: NodeJS.WritableStream): Logger {
   );
 }
 
-function kafkaLogCreator(log: Logger) {
+function kafkaLogCreator(log: Logger, onConnectionError: () => void) {
   return () => (entry: LogEntry) => {
     const { message, ...rest } = entry.log;
     const fields = { kafka: entry.namespace, broker: rest.broker, error: rest.error, retryCount: rest.retryCount, groupId: rest.groupId };
+    // kafkajs has no event for a failed connection, only this log line (readiness uses it).
+    if (entry.level === kafkaLogLevel.ERROR && entry.namespace === 'Connection' && /^(Connection error|Connection timeout|Failed to connect)/.test(String(message))) onConnectionError();
     if (entry.level === kafkaLogLevel.ERROR) log.error(fields, message);
     else if (entry.level === kafkaLogLevel.WARN) log.warn(fields, message);
     else log.debug(fields, message);
@@ -67,7 +69,7 @@ export class Guard {
       clientId: config.kafka.clientId,
       brokers: config.kafka.brokers,
       logLevel: kafkaLogLevel.WARN,
-      logCreator: kafkaLogCreator(this.log),
+      logCreator: kafkaLogCreator(this.log, () => this.runner?.brokerError()),
       connectionTimeout: 5000,
       retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 5000 },
     };
@@ -127,7 +129,7 @@ export class Guard {
   }
 
   readiness() {
-    const checks = { brokerConnected: this.runner.connected, modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
+    const checks = { brokerConnected: this.runner.brokerReachable(), modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 

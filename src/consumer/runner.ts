@@ -38,9 +38,14 @@ export class Runner {
   private readonly offsets = new OffsetTracker();
   private inFlight = 0;
   private paused = false;
+  /** Input topics seen so far (for inputPattern topics, which have no fixed name to pause). */
+  private readonly inputTopics = new Set<string>();
   assigned = false;
   connected = false;
   private stopping = false;
+  /** When a request to the broker (consumer's or producer's) last completed, and when a connection last failed. */
+  private lastBrokerContact = 0;
+  private lastBrokerError = 0;
 
   constructor(
     private readonly kafka: Kafka,
@@ -76,6 +81,24 @@ export class Runner {
       this.assigned = false;
       this.log.error({ err: e.payload.error?.message, restart: e.payload.restart }, 'consumer crashed');
     });
+    const touch = () => (this.lastBrokerContact = Date.now());
+    this.consumer.on(this.consumer.events.REQUEST, touch);
+    this.producer.on(this.producer.events.REQUEST, touch);
+  }
+
+  /** A connection to a broker failed (kafkajs logs it; there is no event): not reachable until a request completes again. */
+  brokerError(): void {
+    this.lastBrokerError = Date.now();
+  }
+
+  /**
+   * Connected, no connection failure since the last completed request, and some request to the
+   * broker completed within half a session timeout (min 3 s). kafkajs reports a lost broker only
+   * when its retries run out (tens of seconds); a running consumer talks to the broker several
+   * times a second (fetches, heartbeats, produce acks).
+   */
+  brokerReachable(now = Date.now()): boolean {
+    return this.connected && this.lastBrokerContact > this.lastBrokerError && now - this.lastBrokerContact <= Math.max(3000, this.opts.sessionTimeoutMs / 2);
   }
 
   runtimeFor(topic: string): TopicRuntime {
@@ -103,6 +126,7 @@ export class Runner {
   private async eachBatch(p: EachBatchPayload): Promise<void> {
     const { batch } = p;
     const rt = this.runtimeFor(batch.topic);
+    this.inputTopics.add(batch.topic);
     this.inFlight += batch.messages.length;
     this.metrics.inFlight.set(this.inFlight);
     this.metrics.consumed.inc({ topic: batch.topic }, batch.messages.length);
@@ -118,10 +142,11 @@ export class Runner {
         p.resolveOffset(last);
         const next = this.offsets.acknowledge(batch.topic, batch.partition, last);
         if (!this.opts.transactions) {
-          // Through the batch payload, not consumer.commitOffsets(): kafkajs silently skips the
-          // latter once stop() has begun, so the chunk a graceful stop waits for would be
-          // produced but not committed (and redone after a restart).
-          await p.commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] });
+          // kafkajs's consumer.commitOffsets() (which retries) is a silent no-op once stop() has
+          // begun, so the chunk a graceful stop waits for would be produced but not committed,
+          // and redone after a restart. While stopping, commit through the batch payload instead.
+          if (p.isRunning()) await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+          else await p.commitOffsetsIfNecessary({ topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }] });
         }
         this.observe(rt, batch.topic, part.length, t0, r);
         remaining -= part.length;
@@ -180,11 +205,17 @@ export class Runner {
     for (const d of r.deadLetters) this.log.info({ recordId: d.id, topic, offset: d.offset, reason: d.reason }, 'dead-lettered');
   }
 
+  /** Every input topic: the configured names plus those matched by an inputPattern so far. */
+  private pausable(): { topic: string }[] {
+    for (const r of this.runtimes) if (r.settings.input) this.inputTopics.add(r.settings.input);
+    return [...this.inputTopics].map((topic) => ({ topic }));
+  }
+
   private maybePause(): void {
     if (!this.paused && this.inFlight > this.opts.maxInFlight) {
       this.paused = true;
       this.metrics.paused.set(1);
-      this.consumer.pause(this.runtimes.map((r) => ({ topic: r.settings.input ?? '' })).filter((t) => t.topic));
+      this.consumer.pause(this.pausable());
       this.log.info({ inFlight: this.inFlight }, 'backpressure: paused fetching');
     }
   }
@@ -193,7 +224,7 @@ export class Runner {
     if (this.paused && this.inFlight <= this.opts.maxInFlight / 2) {
       this.paused = false;
       this.metrics.paused.set(0);
-      this.consumer.resume(this.runtimes.map((r) => ({ topic: r.settings.input ?? '' })).filter((t) => t.topic));
+      this.consumer.resume(this.pausable());
       this.log.info({ inFlight: this.inFlight }, 'backpressure: resumed fetching');
     }
   }

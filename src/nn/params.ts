@@ -64,7 +64,9 @@ export class ParamStore {
       const data = values.get(name);
       if (!data) throw new Error(`missing values for parameter ${name}`);
       if (data.length !== v.size) throw new Error(`parameter ${name}: expected ${v.size} values, got ${data.length}`);
-      v.assign(tf.tensor(data, v.shape, 'float32'));
+      const t = tf.tensor(data, v.shape, 'float32');
+      v.assign(t);
+      t.dispose();
     }
   }
 

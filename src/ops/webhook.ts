@@ -68,7 +68,8 @@ export class AlertWebhook {
           factor: 2,
           randomize: false,
           onFailedAttempt: (e) => {
-            this.metrics.alertsWebhook.inc({ outcome: 'retry' });
+            // Only attempts that will be retried; the last failed one is counted as 'failed' below.
+            if (e.retriesLeft > 0) this.metrics.alertsWebhook.inc({ outcome: 'retry' });
             this.log.debug({ recordId: a.id, attempt: e.attemptNumber, error: e.message }, 'webhook attempt failed');
           },
         });

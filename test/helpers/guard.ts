@@ -206,6 +206,16 @@ export async function collect(
   return got;
 }
 
+/** Counts messages of `topics` as they arrive (from the beginning), until stop(). */
+export async function countMessages(brokers: string[], topics: string[], readUncommitted: boolean): Promise<{ count(): number; stop(): Promise<void> }> {
+  const consumer = client(brokers, 'vqguard-test-count').consumer({ groupId: uniqueTopic('count'), readUncommitted, maxWaitTimeInMs: 50 });
+  let n = 0;
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  await consumer.run({ eachBatchAutoResolve: true, eachBatch: async ({ batch }) => void (n += batch.messages.length) });
+  return { count: () => n, stop: () => consumer.disconnect() };
+}
+
 export interface Results {
   outputs: GuardedImage[];
   alerts: Alert[];

@@ -110,7 +110,7 @@ function skipTags(buf: Buffer, pos: number): number {
 
 /** Splits a byte stream into Kafka frames (int32 size prefix). */
 class Framer {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   push(chunk: Buffer): Buffer[] {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const frames: Buffer[] = [];

@@ -1,0 +1,47 @@
+// `vqguard bench --quick --json` in CI size: it runs end to end against the real broker and
+// its figures are sane. Speed is not asserted (that is the benchmark's job, not a test's).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getTestBroker, type TestBroker } from './helpers/broker.ts';
+
+let broker: TestBroker;
+before(async () => {
+  broker = await getTestBroker();
+});
+after(async () => {
+  await broker.stop();
+});
+
+test('vqguard bench --quick --json runs and reports sane figures', { timeout: 600_000 }, () => {
+  const out = join(mkdtempSync(join(tmpdir(), 'vqg-bench-')), 'bench.json');
+  const r = spawnSync('node', ['bin/vqguard.mjs', 'bench', '--quick', '--json', '--out', out], {
+    env: { ...process.env, KAFKA_BROKERS: broker.brokers.join(',') },
+    encoding: 'utf8',
+    timeout: 590_000,
+  });
+  assert.equal(r.status, 0, `bench failed: ${r.stderr.slice(-2000)}`);
+  const printed = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  const saved = JSON.parse(readFileSync(out, 'utf8'));
+  assert.deepEqual(Object.keys(printed).sort(), Object.keys(saved).sort());
+  assert.ok(saved.ceilingGflops > 1 && saved.ceilingGflops < 1e5, `ceiling ${saved.ceilingGflops}`);
+  assert.ok(saved.model.length >= 4);
+  for (const m of saved.model) {
+    for (const k of ['pipeline', 'batch', 'imagesPerSec', 'gflopPerImage', 'peakFraction']) assert.ok(k in m, `model row has ${k}`);
+    assert.ok(m.imagesPerSec > 0 && Number.isFinite(m.imagesPerSec));
+    assert.ok(m.gflopPerImage > 0.01 && m.gflopPerImage < 1, `FLOPs per image ${m.gflopPerImage}`);
+    assert.ok(m.peakFraction > 0 && m.peakFraction < 1.5, `peak fraction ${m.peakFraction}`);
+  }
+  const s = saved.stream;
+  for (const k of ['guardImagesPerSec', 'passThroughImagesPerSec', 'ratio', 'p50Ms', 'p99Ms']) assert.ok(Number.isFinite(s[k]) && s[k] > 0, `stream.${k} = ${s[k]}`);
+  assert.ok(s.p99Ms >= s.p50Ms);
+  assert.ok(s.ratio > 0 && s.ratio < 2, 'the guard is not faster than copying bytes');
+  assert.ok(saved.baselines.length >= 4);
+  for (const b of saved.baselines) {
+    assert.ok(b.imagesPerSec > 0, `${b.name} speed`);
+    assert.ok(b.accuracyEps01 >= 0 && b.accuracyEps01 <= 1 && b.accuracyEps03 >= 0 && b.accuracyEps03 <= 1);
+  }
+});
