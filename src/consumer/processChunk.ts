@@ -66,6 +66,13 @@ function flatHeaders(h: InMessage['headers']): Record<string, string> {
   return out;
 }
 
+/** An id for a record that could not be parsed: its vqguard-id header, else its key. */
+function fallbackId(m: InMessage): string | null {
+  const h = flatHeaders(m.headers)['vqguard-id'];
+  if (h) return h.slice(0, 200);
+  return m.key && m.key.length ? m.key.toString('utf8').slice(0, 200) : null;
+}
+
 function push(map: Map<string, OutMessage[]>, topic: string, m: OutMessage): void {
   const list = map.get(topic);
   if (list) list.push(m);
@@ -116,7 +123,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
 
   const good: { m: InMessage; input: GuardInput; pixels: Float32Array; format: DecodedFormat }[] = [];
   for (const d of decoded) {
-    if ('fail' in d && d.fail) dead(d.m, d.input?.id ?? null, d.fail.reason, d.fail.detail);
+    if ('fail' in d && d.fail) dead(d.m, d.input?.id ?? fallbackId(d.m), d.fail.reason, d.fail.detail);
     else if ('img' in d && d.img && d.img.ok) good.push({ m: d.m, input: d.input!, pixels: d.img.pixels, format: d.img.format });
   }
   lap('decode');
