@@ -55,7 +55,7 @@ describe(`crash faults: ${K} SIGKILLs over ${N} records`, { timeout: 400_000 }, 
     test(`${mode}: every input offset answered${mode === 'transactions' ? ' exactly once' : ' at least once'}`, { timeout: 190_000 }, async (t) => {
       const r = await runDriver(mode, broker.brokers, 180_000);
       const progress = r.out.split('\n').filter((l) => l.startsWith('[faults') || l.startsWith('inputs='));
-      t.diagnostic(progress.join('\n'));
+      for (const l of progress) t.diagnostic(l);
       const s = r.summary;
       assert.ok('lost' in s && 'duplicates' in s, `the driver printed its summary line:\n${r.out.slice(-4000)}`);
       assert.equal(s.inputs, N, 'all inputs produced');

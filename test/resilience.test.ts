@@ -144,6 +144,8 @@ describe('resilience (real broker, guard CLI)', { timeout: 600_000 }, () => {
       const byPhase = (p: string) => samplesSeen.filter((s) => s.phase === p).map((s) => (s.ready === null ? '-' : s.ready ? 'R' : 'n')).join('');
       t.diagnostic(`readyz samples (R ready, n not ready, - no answer): killed ${byPhase('killed')} | restarting ${byPhase('restarting')} | stopping ${byPhase('stopping')}`);
       t.diagnostic(`inputs=${N} answered=${cov.size} lost=${N - cov.size} duplicates=${dup} brokerRestarts=2`);
+      const crashes = cli.logs().filter((l) => l.msg === 'consumer crashed').map((l) => `${String(l.err)} (restart ${String(l.restart)})`);
+      t.diagnostic(`consumer crashes: ${crashes.length ? crashes.join('; ') : 'none'}`);
       assert.equal(notReady1, true, `not ready while the broker is down: ${notReady1 instanceof Error ? notReady1.message : ''}`);
       assert.ok(samplesSeen.some((s) => s.phase === 'stopping' && s.ready === false), 'not ready during the clean broker stop/start');
       assert.ok(samplesSeen.filter((s) => s.phase === 'killed' || s.phase === 'restarting').every((s) => s.ready !== null), '/readyz always answered');

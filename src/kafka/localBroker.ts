@@ -16,6 +16,10 @@
  * Run directly it is also the `start` backend of scripts/kafka.sh:
  *   node --import tsx src/kafka/localBroker.ts start [--port N] [--dir D] [--scram user:pass]
  * which starts a detached broker, waits until it is ready and prints KAFKA_BROKERS=host:port.
+ *
+ * With `tls: true` the broker also gets an SSL listener (and SASL_SSL, with `scram`) whose
+ * certificate is self-signed for 127.0.0.1/localhost, made with openssl at start-up
+ * (<dir>/tls/ca.pem is the certificate clients trust).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -67,6 +71,8 @@ export interface LocalBrokerOptions {
   dir?: string;
   /** Adds a SASL_PLAINTEXT listener with SCRAM-SHA-256 and this user (created at format time). */
   scram?: ScramUser;
+  /** Adds an SSL listener (and SASL_SSL with `scram`) with a self-signed certificate (needs openssl). */
+  tls?: boolean;
   /** Readiness timeout in ms (default 60 000, env VQGUARD_KAFKA_START_TIMEOUT_MS). */
   startTimeoutMs?: number;
   /** Start the JVM detached from this process (CLI use); stop()/kill() still work by pid. */
@@ -86,6 +92,12 @@ export interface LocalBroker {
   readonly saslBrokers: string[];
   /** kafkajs `sasl` option for saslBrokers, or undefined. */
   readonly sasl: SASLOptions | undefined;
+  /** SSL bootstrap list; empty unless `tls` was given. */
+  readonly sslBrokers: string[];
+  /** SASL_SSL (SCRAM-SHA-256 over TLS) bootstrap list; empty unless both `tls` and `scram` were given. */
+  readonly saslSslBrokers: string[];
+  /** PEM file of the broker's self-signed certificate (the CA for clients), with `tls`. */
+  readonly caFile: string | undefined;
   readonly port: number;
   readonly dir: string;
   /** PID of the broker JVM (undefined while stopped). */
@@ -102,6 +114,8 @@ interface Ports {
   port: number;
   controllerPort: number;
   saslPort?: number;
+  sslPort?: number;
+  saslSslPort?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,6 +308,8 @@ function readRecordedPorts(dir: string): Partial<Ports> {
     if (mm[1] === 'PLAINTEXT') out.port = p;
     else if (mm[1] === 'CONTROLLER') out.controllerPort = p;
     else if (mm[1] === 'SASL_PLAINTEXT') out.saslPort = p;
+    else if (mm[1] === 'SSL') out.sslPort = p;
+    else if (mm[1] === 'SASL_SSL') out.saslSslPort = p;
   }
   return out;
 }
@@ -324,15 +340,25 @@ async function choosePorts(dir: string, opts: LocalBrokerOptions): Promise<Ports
   }
   const controllerPort = await pick(prev.controllerPort);
   const saslPort = opts.scram ? await pick(prev.saslPort) : undefined;
-  return { port, controllerPort, saslPort };
+  const sslPort = opts.tls ? await pick(prev.sslPort) : undefined;
+  const saslSslPort = opts.tls && opts.scram ? await pick(prev.saslSslPort) : undefined;
+  return { port, controllerPort, saslPort, sslPort, saslSslPort };
 }
 
-function serverProperties(dir: string, p: Ports, scram: boolean): string {
+function serverProperties(dir: string, p: Ports, scram: boolean, tls = false): string {
   const listeners = [`PLAINTEXT://${HOST}:${p.port}`];
   const advertised = [`PLAINTEXT://${HOST}:${p.port}`];
   if (scram && p.saslPort) {
     listeners.push(`SASL_PLAINTEXT://${HOST}:${p.saslPort}`);
     advertised.push(`SASL_PLAINTEXT://${HOST}:${p.saslPort}`);
+  }
+  if (tls && p.sslPort) {
+    listeners.push(`SSL://${HOST}:${p.sslPort}`);
+    advertised.push(`SSL://${HOST}:${p.sslPort}`);
+  }
+  if (tls && scram && p.saslSslPort) {
+    listeners.push(`SASL_SSL://${HOST}:${p.saslSslPort}`);
+    advertised.push(`SASL_SSL://${HOST}:${p.saslSslPort}`);
   }
   listeners.push(`CONTROLLER://${HOST}:${p.controllerPort}`);
   const lines = [
@@ -344,7 +370,7 @@ function serverProperties(dir: string, p: Ports, scram: boolean): string {
     `advertised.listeners=${advertised.join(',')}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT',
     `log.dirs=${path.join(dir, 'data')}`,
     'num.partitions=1',
     'default.replication.factor=1',
@@ -375,6 +401,16 @@ function serverProperties(dir: string, p: Ports, scram: boolean): string {
       'listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-256',
       'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
     );
+  }
+  if (tls) {
+    // PEM key store: unencrypted PKCS#8 key + certificate in one file (Kafka >= 2.7).
+    lines.push('ssl.keystore.type=PEM', `ssl.keystore.location=${path.join(dir, 'tls', 'broker.pem')}`, 'ssl.client.auth=none');
+    if (scram) {
+      lines.push(
+        'listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256',
+        'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      );
+    }
   }
   return lines.join('\n') + '\n';
 }
@@ -421,6 +457,22 @@ function formatStorage(dir: string, scram: ScramUser | undefined): void {
   if (r.status !== 0) {
     throw new Error(`kafka StorageTool format failed (exit ${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
   }
+}
+
+/** A self-signed certificate for 127.0.0.1 / localhost in <dir>/tls (kept across restarts). */
+function ensureTlsFiles(dir: string): void {
+  const tlsDir = path.join(dir, 'tls');
+  if (existsSync(path.join(tlsDir, 'broker.pem'))) return;
+  mkdirSync(tlsDir, { recursive: true });
+  const key = path.join(tlsDir, 'key.pem');
+  const cert = path.join(tlsDir, 'ca.pem');
+  const r = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '7', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`openssl could not make a self-signed certificate (exit ${r.status ?? r.signal}): ${r.error?.message ?? r.stderr}`);
+  writeFileSync(path.join(tlsDir, 'broker.pem'), readFileSync(key, 'utf8') + readFileSync(cert, 'utf8'));
 }
 
 function tail(file: string, lines: number): string {
@@ -536,6 +588,15 @@ class LocalBrokerImpl implements LocalBroker {
   get saslBrokers(): string[] {
     return this.ports.saslPort ? [`${HOST}:${this.ports.saslPort}`] : [];
   }
+  get sslBrokers(): string[] {
+    return this.ports.sslPort ? [`${HOST}:${this.ports.sslPort}`] : [];
+  }
+  get saslSslBrokers(): string[] {
+    return this.ports.saslSslPort ? [`${HOST}:${this.ports.saslSslPort}`] : [];
+  }
+  get caFile(): string | undefined {
+    return this.opts.tls ? path.join(this.dir, 'tls', 'ca.pem') : undefined;
+  }
   get sasl(): SASLOptions | undefined {
     const s = this.opts.scram;
     return s ? { mechanism: 'scram-sha-256', username: s.username, password: s.password } : undefined;
@@ -550,7 +611,8 @@ class LocalBrokerImpl implements LocalBroker {
   /** Writes config, formats if needed, spawns the JVM, waits for readiness. */
   async launch(): Promise<void> {
     const { dir, opts } = this;
-    writeFileSync(path.join(dir, 'server.properties'), serverProperties(dir, this.ports, !!opts.scram));
+    if (opts.tls) ensureTlsFiles(dir);
+    writeFileSync(path.join(dir, 'server.properties'), serverProperties(dir, this.ports, !!opts.scram, !!opts.tls));
     writeFileSync(path.join(dir, 'log4j2.properties'), log4j2Properties(dir));
     formatStorage(dir, opts.scram);
 
