@@ -15,6 +15,7 @@ import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import { startLocalBroker } from '../kafka/localBroker.ts';
 import { commandLine } from './train.ts';
+import { benchPng } from '../bench/png.ts';
 
 function write(out: string, obj: unknown): void {
   mkdirSync(dirname(out), { recursive: true });
@@ -120,7 +121,7 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
 export function registerBench(program: Command): void {
   program
     .command('bench [suite]')
-    .description('benchmarks: `bench` (ceiling, model, stream, baselines) or `bench backend` (native vs pure-JS)')
+    .description('benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path)')
     .option('--quick', 'short run (about a minute) for routine checks')
     .option('--json', 'print one JSON object')
     .option('--out <file>', 'JSON output file')
@@ -128,7 +129,17 @@ export function registerBench(program: Command): void {
     .option('--no-stream', 'skip the stream benchmark (no broker needed)')
     .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean }) => {
       if (suite === 'backend') await backendSuite(o);
+      else if (suite === 'png') {
+        const r = await benchPng();
+        const out = o.out ?? 'reports/bench/png.json';
+        write(out, { command: commandLine(), machine: machineDescription(), ...r, date: new Date().toISOString() });
+        if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+        else process.stdout.write(formatTable(['operation (28x28 grey)', 'sharp us', 'fast path us', 'ratio'], [
+          ['decode', r.decodeSharpUs, r.decodeFastUs, r.decodeSharpUs / r.decodeFastUs],
+          ['encode PNG', r.encodeSharpUs, r.encodeFastUs, r.encodeSharpUs / r.encodeFastUs],
+        ]) + `\nwritten to ${out}\n`);
+      }
       else if (suite === undefined || suite === 'all') await fullSuite(o);
-      else throw new Error(`unknown bench suite "${suite}": expected backend or nothing`);
+      else throw new Error(`unknown bench suite "${suite}": expected backend, png or nothing`);
     });
 }
