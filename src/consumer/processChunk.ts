@@ -6,7 +6,7 @@
 import { tf } from '../backend/tf.ts';
 import { parseInput } from '../records/input.ts';
 import { decodeImage, encodeImage, mimeType, type OutputImageFormat } from '../image/decode.ts';
-import { encodeAlert, encodeDeadLetter, encodeGuardedImage } from '../records/avro.ts';
+import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert } from '../records/avro.ts';
 import type { ReasonCode } from '../records/reasons.ts';
 import type { TopicRuntime } from './topicRuntime.ts';
 import type { GuardInput } from '../records/input.ts';
@@ -28,20 +28,8 @@ export interface OutMessage {
   headers?: Record<string, string>;
 }
 
-export interface AlertEvent {
-  id: string;
-  topic: string;
-  partition: number;
-  offset: string;
-  pipeline: string;
-  score: number;
-  scores: Record<string, number>;
-  labelBefore: number;
-  labelAfter: number;
-  reason: string;
-  attributes: Record<string, string>;
-  at: number;
-}
+/** An alert as produced to the alert topic (the Avro Alert record). */
+export type AlertEvent = Alert;
 
 export interface ChunkResult {
   /** topic -> messages */

@@ -4,7 +4,7 @@
  */
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { crc32 } from '../../src/image/png.ts';
+import { pngChunk } from '../../src/image/png.ts';
 import { mulberry32 } from '../../src/data/dataset.ts';
 
 /** The strict policy: every kind of hostile image has its own reason. */
@@ -22,15 +22,7 @@ export const STRICT_IMAGE = {
   cmyk: 'reject',
 };
 
-/** A PNG chunk with its CRC. */
-export function pngChunk(type: string, data: Uint8Array): Buffer {
-  const out = Buffer.alloc(12 + data.length);
-  out.writeUInt32BE(data.length, 0);
-  out.write(type, 4, 'latin1');
-  out.set(data, 8);
-  out.writeUInt32BE(crc32(out, 4, 8 + data.length), 8 + data.length);
-  return out;
-}
+export { pngChunk };
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
