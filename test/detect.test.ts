@@ -103,3 +103,26 @@ test('fitCombiner gives a positive weight to an informative feature', () => {
   assert.ok(c.weights[0]! > 1, `weight a ${c.weights[0]}`);
   assert.ok(Math.abs(c.weights[1]!) < c.weights[0]! / 3, `weight b ${c.weights[1]}`);
 });
+
+test('the shipped calibration holds its 1% FPR on fresh clean test images (within sampling error)', async () => {
+  const { ModelRegistry } = await import('../src/models/registry.ts');
+  const { Detector } = await import('../src/detect/detector.ts');
+  const { loadCalibration } = await import('../src/detect/calibration.ts');
+  const { loadDataset } = await import('../src/data/load.ts');
+  const { take } = await import('../src/data/dataset.ts');
+  const { batchTensor } = await import('../src/train/evaluate.ts');
+  const cal = loadCalibration('models/mnist/calibration/split2-full.json');
+  const reg = new ModelRegistry('models/mnist');
+  const det = new Detector(reg.classifier(), [reg.pipeline('split2>full')], { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
+  const set = take(loadDataset('mnist').test, 1000);
+  let flagged = 0;
+  for (let s = 0; s < set.n; s += 250) {
+    const x = batchTensor(set, s, Math.min(set.n, s + 250));
+    flagged += det.verdicts(det.raw(x)).filter((v) => v.flagged).length;
+    x.dispose();
+  }
+  const fpr = flagged / set.n;
+  // Target 0.01; binomial standard error at n = 1000 is about 0.003: allow 3 sigma.
+  assert.ok(fpr <= 0.01 + 3 * Math.sqrt((0.01 * 0.99) / set.n), `clean test FPR ${fpr}`);
+  reg.dispose();
+});
