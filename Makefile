@@ -8,7 +8,7 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install kafka-jars helm test test-unit test-faults demo models typecheck bench clean-cache
+.PHONY: install kafka-jars helm test test-unit test-faults demo models models-fashion reports typecheck bench clean-cache
 
 install: $(STAMP) kafka-jars
 
@@ -35,6 +35,17 @@ demo: install
 
 models: $(STAMP)
 	bash scripts/train-models.sh
+
+# The transfer model set: same commands and flags on Fashion-MNIST (Debian: dataset-fashion-mnist),
+# capped at the MNIST split's 7,000 training images.
+FASHION_DIR ?= /usr/share/datasets/fashion-mnist
+models-fashion: $(STAMP)
+	DATASET=idx:$(FASHION_DIR) MODELS_OUT=models/fashion-mnist MAX_TRAIN=7000 \
+	  ONLY='classifier split1 split2 split2-adv' bash scripts/train-models.sh
+
+# Every committed evaluation report (paper, sweep, robustness, detection, transfer); slow on CPU.
+reports: $(STAMP)
+	bash scripts/reports.sh all
 
 # The guard CLI SIGKILLed at random points while it processes a stream, in both delivery modes
 # (test/faults/kill.ts; `make test` runs the same at a smaller size in test/faults.test.ts).

@@ -15,6 +15,11 @@ if [[ $what == paper || $what == all ]]; then
     --report reports/paper --name fig4-fgsm-small --title 'Fig. 4: accuracy under FGSM, epsilon 0..0.08'
   $V examples --pipelines 'full,split2,split2>full,full>split2,adv:full' --eps 0.1,0.2,0.3 --out reports/paper/examples.png
 fi
+if [[ $what == sweep || $what == all ]]; then
+  # Trained sweep bundles are kept in .cache/sweep: a finished K is only re-evaluated, not retrained.
+  $V sweep --split 1 --epochs 2 --samples 1000 --report reports/paper
+  $V sweep --split 2 --epochs 2 --samples 1000 --report reports/paper
+fi
 if [[ $what == robustness || $what == all ]]; then
   $V eval --samples 1000 --attack fgsm --eps 0,0.1,0.2,0.3 --pipelines "$ROB" --report reports/robustness --name fgsm \
     --title 'FGSM (attack on the classifier), clean- vs adversarially trained purifiers'
@@ -34,4 +39,30 @@ if [[ $what == detection || $what == all ]]; then
     $V detect-eval --pipeline 'adv:split2>full' --attack $a --eps 0.05,0.1,0.2,0.3 --samples 1000 --report "reports/detection/adv-split2-full"
     $V detect-eval --pipeline bits1 --pipeline median2 --attack $a --eps 0.05,0.1,0.2,0.3 --samples 1000 --report "reports/detection/feature-squeezing"
   done
+fi
+if [[ $what == transfer || $what == all ]]; then
+  # Second dataset through the IDX loader; models from scripts/train-models.sh with the same flags (see reports/transfer/README.md).
+  FASHION=${FASHION_DIR:-/usr/share/datasets/fashion-mnist}
+  if [[ ! -f $FASHION/t10k-images-idx3-ubyte.gz && ! -f $FASHION/t10k-images-idx3-ubyte ]]; then
+    echo "transfer: no Fashion-MNIST IDX files under $FASHION (apt-get install dataset-fashion-mnist)" >&2; exit 1
+  fi
+  TP='full,split2,split2>full,full>split2,adv:split2,adv:split2>full'
+  T=(--dataset "idx:$FASHION" --models models/fashion-mnist --report reports/transfer)
+  $V eval "${T[@]}" --samples 1000 --attack fgsm --eps 0,0.05,0.1,0.15,0.2,0.25,0.3 --pipelines "$TP" --name fgsm \
+    --title 'Fashion-MNIST: accuracy under FGSM, epsilon 0..0.3'
+  $V eval "${T[@]}" --samples 1000 --attack pgd --steps 40 --eps 0,0.1,0.2,0.3 --pipelines "$TP" --name pgd \
+    --title 'Fashion-MNIST: PGD-40 (attack on the classifier)'
+  $V eval "${T[@]}" --samples 200 --attack bpda --steps 20 --eps 0,0.1,0.2,0.3 --pipelines "$TP" --name bpda \
+    --title 'Fashion-MNIST: BPDA-20 (adaptive, through the purifier)'
+fi
+if [[ $what == replay || $what == all ]]; then
+  # A throwaway local broker (or $KAFKA_BROKERS): 600 sample records (half FGSM 0.1) replayed through two pipelines.
+  if [[ -z ${KAFKA_BROKERS:-} ]]; then
+    dir=$(mktemp -d)
+    trap 'bash scripts/kafka.sh stop --dir "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT
+    eval "$(bash scripts/kafka.sh start --dir "$dir" | grep '^KAFKA_BROKERS=')"
+    export KAFKA_BROKERS
+  fi
+  $V produce-sample --topic images.sample --count 600 --adversarial-ratio 0.5 --attack fgsm --eps 0.1 --seed 7
+  $V replay --topic images.sample --pipeline 'split2>full' --pipeline full --report reports/replay --output-topic images.sample.guarded
 fi

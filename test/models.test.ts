@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tf } from '../src/backend/tf.ts';
@@ -14,7 +14,7 @@ import { fgsm, inputGradient, pgd } from '../src/attacks/attacks.ts';
 import { saveBundle, loadBundle, BundleError } from '../src/models/bundle.ts';
 import { loadDataset } from '../src/data/load.ts';
 import { trainPurifier } from '../src/train/trainPurifier.ts';
-import { trainClassifier } from '../src/train/trainClassifier.ts';
+import { cosineLr, trainClassifier } from '../src/train/trainClassifier.ts';
 import { take } from '../src/data/dataset.ts';
 
 const small = (h: number, w: number, split = 1) =>
@@ -164,4 +164,75 @@ test('FGSM and PGD actually fool the shipped classifier (regression guard for th
   const fg01 = evaluateRobustness(reg.classifier(), [], take(set, 100), { attack: { name: 'fgsm' }, eps: [0.1] });
   assert.ok(pg[0]!.accuracy <= fg01[0]!.accuracy, `PGD ${pg[0]!.accuracy} should be at least as strong as FGSM ${fg01[0]!.accuracy}`);
   reg.dispose();
+});
+
+test('cosine learning-rate schedule: starts at the base rate, halves mid-way, decays monotonically above 0', () => {
+  assert.equal(cosineLr(1e-3, 1, 30), 1e-3);
+  assert.ok(Math.abs(cosineLr(1e-3, 16, 30) - 0.5e-3) < 1e-12);
+  let prev = Infinity;
+  for (let e = 1; e <= 30; e++) {
+    const lr = cosineLr(1e-3, e, 30);
+    assert.ok(lr < prev && lr > 0, `epoch ${e}: ${lr}`);
+    prev = lr;
+  }
+});
+
+test('a model set refuses a dataset it was not trained on (clear error), unless allowed; shapes must always fit', async () => {
+  const { ModelRegistry, checkModelsFitDataset, canonicalDataset } = await import('../src/models/registry.ts');
+  const reg = new ModelRegistry('models/mnist');
+  const shape = { height: 28, width: 28, channels: 1 };
+  try {
+    checkModelsFitDataset(reg, { name: 'mnist', test: shape });
+    assert.throws(() => checkModelsFitDataset(reg, { name: 'idx:/data/fashion', test: shape }), /trained on 'mnist' but --dataset is 'idx:\/data\/fashion'.*--models/);
+    checkModelsFitDataset(reg, { name: 'idx:/data/fashion', test: shape }, true);
+    assert.throws(() => checkModelsFitDataset(reg, { name: 'mnist', test: { height: 32, width: 32, channels: 3 } }, true), /takes 28x28x1 images/);
+  } finally {
+    reg.dispose();
+  }
+  assert.equal(canonicalDataset('idx:/a/b/../c#balanced'), 'idx:/a/c#balanced');
+  assert.equal(canonicalDataset(`idx:${process.cwd()}/d`), canonicalDataset('idx:d'));
+  assert.equal(canonicalDataset(' mnist '), 'mnist');
+});
+
+test('shipped MNIST set meets the research-core bar: classifier and `full` >= .98 clean on the first 1,000 test images', async () => {
+  const { ModelRegistry } = await import('../src/models/registry.ts');
+  const { accuracy } = await import('../src/train/evaluate.ts');
+  const reg = new ModelRegistry('models/mnist');
+  try {
+    const set = take(loadDataset('mnist').test, 1000);
+    const full = reg.pipeline('full');
+    const plain = accuracy(reg.classifier(), set);
+    const purified = accuracy(reg.classifier(), set, (x) => full.apply(x));
+    assert.ok(plain >= 0.98, `classifier ${plain}`);
+    assert.ok(purified >= 0.98, `full ${purified}`);
+  } finally {
+    reg.dispose();
+  }
+});
+
+const FASHION_DIR = '/usr/share/datasets/fashion-mnist';
+// Optional: the transfer set is shipped, its dataset is a Debian package (dataset-fashion-mnist).
+test('shipped Fashion-MNIST set loads, fits its dataset and reproduces its recorded test accuracy', {
+  skip: !existsSync(`${FASHION_DIR}/t10k-images-idx3-ubyte.gz`) && `${FASHION_DIR} absent (apt-get install dataset-fashion-mnist)`,
+}, async () => {
+  const { ModelRegistry, checkModelsFitDataset } = await import('../src/models/registry.ts');
+  const { accuracy } = await import('../src/train/evaluate.ts');
+  const reg = new ModelRegistry('models/fashion-mnist');
+  try {
+    const data = loadDataset(`idx:${FASHION_DIR}`);
+    checkModelsFitDataset(reg, data);
+    const mnistSet = new ModelRegistry('models/mnist');
+    assert.throws(() => checkModelsFitDataset(mnistSet, data), /trained on 'mnist'/);
+    mnistSet.dispose();
+    const m = reg.classifierManifest();
+    assert.equal(m.dataset.trainSize, 7000);
+    const acc = accuracy(reg.classifier(), data.test);
+    assert.ok(Math.abs(acc - m.metrics.testAccuracy!) < 1e-9, `test accuracy ${acc} vs recorded ${m.metrics.testAccuracy}`);
+    const set = take(data.test, 500);
+    const chain = reg.pipeline('split2>full');
+    const purified = accuracy(reg.classifier(), set, (x) => chain.apply(x));
+    assert.ok(purified > 0.7, `split2>full on Fashion ${purified}`);
+  } finally {
+    reg.dispose();
+  }
 });

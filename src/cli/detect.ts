@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
-import { ModelRegistry } from '../models/registry.ts';
+import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { Detector } from '../detect/detector.ts';
 import { calibrate, defaultCalibrationPath, loadCalibration, saveCalibration } from '../detect/calibration.ts';
 import { calibrationScores } from '../eval/calibrationRun.ts';
@@ -35,6 +35,7 @@ export function registerDetect(program: Command): void {
       const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.validation, Math.min(Number(o.samples), data.validation.n));
       const reg = new ModelRegistry(models);
+      checkModelsFitDataset(reg, data);
       const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
       const { clean, attacked } = calibrationScores(det, set, 100);
       const fpr = Number(o.fpr);
@@ -74,6 +75,7 @@ export function registerDetect(program: Command): void {
       const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.test, Math.min(Number(o.samples), data.test.n));
       const reg = new ModelRegistry(models);
+      checkModelsFitDataset(reg, data);
       const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
       const r = evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)));
       const result = { dataset: data.name, samples: set.n, pipelines, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };

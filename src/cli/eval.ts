@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
-import { ModelRegistry } from '../models/registry.ts';
+import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { evaluateRobustness } from '../eval/robustness.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 import { formatTable } from './table.ts';
@@ -38,12 +38,14 @@ export function registerEval(program: Command): void {
     .option('--name <name>', 'report file name (default: the attack)')
     .option('--title <text>', 'plot title')
     .option('--json', 'print one JSON object')
+    .option('--allow-dataset-mismatch', 'evaluate models trained on another dataset (same image shape)')
     .action(async (o: Record<string, string | boolean>) => {
       const attack = String(o.attack) as AttackName;
       if (!['fgsm', 'pgd', 'bpda'].includes(attack)) throw new Error(`unknown attack "${attack}": expected fgsm, pgd or bpda`);
       const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.test, Math.min(Number(o.samples), data.test.n));
       const reg = new ModelRegistry(String(o.models));
+      checkModelsFitDataset(reg, data, Boolean(o.allowDatasetMismatch));
       const pipelines = parseList(String(o.pipelines)).map((p) => reg.pipeline(p));
       const t0 = Date.now();
       const rows = evaluateRobustness(reg.classifier(), pipelines, set, {

@@ -6,7 +6,7 @@ import { tf } from '../backend/tf.ts';
 import type { Tensor1D } from '@tensorflow/tfjs-node';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
-import { ModelRegistry } from '../models/registry.ts';
+import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { runSweep, readSweep } from '../eval/sweep.ts';
 import { runAttack, type AttackName } from '../attacks/attacks.ts';
 import { batchTensor } from '../train/evaluate.ts';
@@ -35,6 +35,7 @@ export function registerResearch(program: Command): void {
       const data = loadDataset(o.dataset!);
       const set = take(data.test, Math.min(Number(o.samples), data.test.n));
       const reg = new ModelRegistry(o.models!);
+      checkModelsFitDataset(reg, data);
       mkdirSync(o.report!, { recursive: true });
       const resultsFile = join(o.report!, `sweep-split${split}.json`);
       const entries = runSweep(data, set, reg.classifier(), {
@@ -73,6 +74,7 @@ export function registerResearch(program: Command): void {
     .action(async (o: Record<string, string>) => {
       const data = loadDataset(o.dataset!);
       const reg = new ModelRegistry(o.models!);
+      checkModelsFitDataset(reg, data);
       const pipes = parseList(o.pipelines!).map((p) => reg.pipeline(p));
       const n = Number(o.images);
       const set = take(data.test, n);

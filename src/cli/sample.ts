@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { Kafka, logLevel, CompressionTypes } from 'kafkajs';
 import { loadDataset } from '../data/load.ts';
-import { ModelRegistry } from '../models/registry.ts';
+import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 
@@ -28,6 +28,7 @@ export function registerSample(program: Command): void {
     .action(async (o: Record<string, string>) => {
       const data = loadDataset(o.dataset!);
       const reg = new ModelRegistry(o.models!);
+      checkModelsFitDataset(reg, data);
       const records = await buildSamples(data.test, reg.classifier(), {
         count: Number(o.count), adversarialRatio: Number(o.adversarialRatio), attack: o.attack as AttackName, eps: Number(o.eps), seed: Number(o.seed),
       });

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
+import { limitTrain } from '../data/dataset.ts';
 import { saveBundle, loadBundle } from '../models/bundle.ts';
 import type { Classifier } from '../detect/classifier.ts';
 import { trainClassifier } from '../train/trainClassifier.ts';
@@ -32,13 +33,16 @@ export function registerTrain(program: Command): void {
     .option('--lr <x>', 'learning rate (Adam)', '0.001')
     .option('--shift <n>', 'max random shift in pixels (augmentation)', '2')
     .option('--dropout <x>', 'dropout before the last layer', '0.3')
+    .option('--lr-schedule <s>', 'cosine (decay to 0 over the epochs) or constant', 'cosine')
+    .option('--max-train <n>', 'use only the first n training images')
     .option('--out <dir>', 'bundle folder', 'models/mnist/classifier')
     .action((o: Record<string, string>) => {
       const seed = Number(o.seed);
-      const data = loadDataset(o.dataset!, { seed: Number(o.dataSeed) });
+      if (o.lrSchedule !== 'cosine' && o.lrSchedule !== 'constant') throw new Error(`--lr-schedule must be cosine or constant, got '${o.lrSchedule}'`);
+      const data = limitTrain(loadDataset(o.dataset!, { seed: Number(o.dataSeed) }), o.maxTrain ? Number(o.maxTrain) : undefined);
       const r = trainClassifier(data, {
         seed, epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr),
-        maxShift: Number(o.shift), dropout: Number(o.dropout), log,
+        maxShift: Number(o.shift), dropout: Number(o.dropout), lrSchedule: o.lrSchedule, log,
       });
       saveBundle(o.out!, r.model, {
         name: 'classifier',
@@ -69,7 +73,7 @@ export function registerTrain(program: Command): void {
       const seed = Number(o.seed);
       const split = Number(o.split);
       const adv = Boolean(o.adversarialTraining);
-      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+      const data = limitTrain(loadDataset(String(o.dataset), { seed: Number(o.dataSeed) }), o.maxTrain ? Number(o.maxTrain) : undefined);
       const classifier = adv ? loadBundle<Classifier>(String(o.classifier)).model : undefined;
       const advOpts = classifier
         ? { classifier, fraction: Number(o.advFraction), maxEps: Number(o.advMaxEps), pgdSteps: Number(o.advPgdSteps) }
@@ -77,7 +81,7 @@ export function registerTrain(program: Command): void {
       const r = trainPurifier(data, {
         seed, split, epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr),
         codebookSize: o.codebook ? Number(o.codebook) : undefined, adversarial: advOpts,
-        maxTrain: o.maxTrain ? Number(o.maxTrain) : undefined, log,
+        log,
       });
       const out = String(o.out ?? join('models', 'mnist', purifierDirName(split, adv ? 'adv' : 'clean')));
       saveBundle(out, r.model, {

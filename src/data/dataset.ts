@@ -52,6 +52,13 @@ export function subset(set: ImageSet, indices: ArrayLike<number>): ImageSet {
   return { images, labels, n, height: set.height, width: set.width, channels: set.channels };
 }
 
+/** The same splits with only the first `maxTrain` training images (a training budget, not a re-split). */
+export function limitTrain(data: DatasetSplits, maxTrain: number | undefined): DatasetSplits {
+  if (maxTrain === undefined || maxTrain >= data.train.n) return data;
+  if (!Number.isInteger(maxTrain) || maxTrain < 1) throw new RangeError(`--max-train must be a positive integer, got ${maxTrain}`);
+  return { ...data, train: subset(data.train, Array.from({ length: maxTrain }, (_, i) => i)) };
+}
+
 /** The first min(n, set.n) images. */
 export function take(set: ImageSet, n: number): ImageSet {
   const m = Math.max(0, Math.min(Math.floor(n), set.n));

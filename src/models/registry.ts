@@ -6,7 +6,7 @@
  *   <dir>/purifier-split<k>-adv    adversarially trained (Defense-VAE style)
  * A pipeline spec may carry the variant as a prefix: `adv:split2>full`.
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { loadBundle, BundleError, type BundleManifest } from './bundle.ts';
 import type { Classifier } from '../detect/classifier.ts';
@@ -101,5 +101,35 @@ export class ModelRegistry {
     for (const e of this.purifiers.values()) e.model.dispose();
     this.purifiers.clear();
     this.clf = null;
+  }
+}
+
+/** Canonical form of a dataset name for comparison: idx directories by absolute path. */
+export function canonicalDataset(name: string): string {
+  const m = /^idx:(.*?)(#[^#]*)?$/.exec(name.trim());
+  return m ? `idx:${resolve(m[1]!)}${m[2] ?? ''}` : name.trim();
+}
+
+/**
+ * A model set must be evaluated on the images it was trained on: a clear error when the
+ * classifier was trained on another dataset (unless `allowMismatch`, for transfer studies)
+ * or expects another image shape (always).
+ */
+export function checkModelsFitDataset(
+  reg: ModelRegistry,
+  data: { name: string; test: { height: number; width: number; channels: number } },
+  allowMismatch = false,
+): void {
+  const m = reg.classifierManifest();
+  const c = reg.classifier().config;
+  const { height, width, channels } = data.test;
+  if (c.height !== height || c.width !== width || c.channels !== channels) {
+    throw new BundleError(`${reg.dir}: the classifier takes ${c.height}x${c.width}x${c.channels} images, dataset ${data.name} has ${height}x${width}x${channels}`);
+  }
+  if (!allowMismatch && canonicalDataset(m.dataset.name) !== canonicalDataset(data.name)) {
+    throw new BundleError(
+      `${reg.dir} was trained on '${m.dataset.name}' but --dataset is '${data.name}': pass --models <the set trained on it>` +
+        ' (or --allow-dataset-mismatch to evaluate these models on other images on purpose)',
+    );
   }
 }

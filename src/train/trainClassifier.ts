@@ -14,6 +14,8 @@ export interface ClassifierTrainOptions {
   learningRate: number;
   maxShift: number;
   dropout: number;
+  /** cosine: the learning rate follows a half cosine from `learningRate` to 0 over the epochs. */
+  lrSchedule?: 'cosine' | 'constant';
   log?: (line: string) => void;
 }
 
@@ -36,6 +38,8 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
   let best = { acc: -1, epoch: 0, weights: model.params.snapshot() };
   let epochsRun = 0;
   for (let epoch = 1; epoch <= opts.epochs && !stop.stopped; epoch++) {
+    const lr = opts.lrSchedule === 'cosine' ? cosineLr(opts.learningRate, epoch, opts.epochs) : opts.learningRate;
+    setLearningRate(optimizer, lr);
     const steps = Math.ceil(train.n / opts.batchSize);
     const bar = epochBar(`classifier epoch ${epoch}/${opts.epochs}`, steps);
     let lossSum = 0, step = 0;
@@ -61,7 +65,7 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
     bar.stop();
     epochsRun = epoch;
     const valAcc = accuracy(model, data.validation);
-    opts.log?.(`classifier epoch ${epoch}: loss=${(lossSum / Math.max(1, step)).toFixed(4)} valAcc=${valAcc.toFixed(4)}`);
+    opts.log?.(`classifier epoch ${epoch}: loss=${(lossSum / Math.max(1, step)).toFixed(4)} valAcc=${valAcc.toFixed(4)} lr=${lr.toExponential(2)}`);
     if (valAcc > best.acc) best = { acc: valAcc, epoch, weights: model.params.snapshot() };
   }
   stop.dispose();
@@ -73,4 +77,14 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
     metrics: { validationAccuracy: best.acc, testAccuracy, bestEpoch: best.epoch, epochsRun },
     seconds: (Date.now() - t0) / 1000,
   };
+}
+
+/** Learning rate of epoch `epoch` (1-based) on a half cosine from `base` towards 0, never exactly 0. */
+export function cosineLr(base: number, epoch: number, epochs: number): number {
+  return 0.5 * base * (1 + Math.cos((Math.PI * (epoch - 1)) / Math.max(1, epochs)));
+}
+
+/** tfjs keeps Adam's rate in a protected field read at every step; this is the one place that sets it. */
+function setLearningRate(optimizer: object, lr: number): void {
+  (optimizer as { learningRate: number }).learningRate = lr;
 }

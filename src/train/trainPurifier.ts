@@ -32,7 +32,6 @@ export interface PurifierTrainOptions {
   codebookSize?: number;
   adversarial?: AdversarialTrainingOptions;
   /** Limit training images (for quick runs and tests). */
-  maxTrain?: number;
   log?: (line: string) => void;
 }
 
@@ -70,7 +69,7 @@ export function reconstructionMse(model: VqVae, set: ImageSet, split: number, ba
 }
 
 export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): PurifierTrainResult {
-  const train = opts.maxTrain ? subset(data.train, Array.from({ length: Math.min(opts.maxTrain, data.train.n) }, (_, i) => i)) : data.train;
+  const train = data.train;
   const [th, tw] = tileSize(train.height, train.width, opts.split);
   const config = defaultVqVaeConfig({
     height: th,
