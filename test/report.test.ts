@@ -92,3 +92,11 @@ test('imageGrid has the expected pixel dimensions and content', async () => {
   assert.deepEqual([meta.width, meta.height], [PAD + 8 + PAD, PAD + 8 + PAD]);
   await assert.rejects(imageGrid([{ label: 'x', images: [new Float32Array(3)] }], opts), /has 3 values, expected 4x5x1/);
 });
+
+test('accuracy plots start at 0 unless every value is >= .5, then at the tenth below the lowest', async () => {
+  const { accuracyDomain } = await import('../src/eval/report.ts');
+  assert.deepEqual(accuracyDomain([0.98, 0.85, 0.9]), [0.8, 1]);
+  assert.deepEqual(accuracyDomain([0.98, 0.5]), [0.5, 1]);
+  assert.deepEqual(accuracyDomain([0.98, 0.14]), [0, 1]);
+  assert.deepEqual(accuracyDomain([0.99, NaN]), [0.9, 1]);
+});

@@ -37,8 +37,14 @@ export async function writeRobustnessReport(dir: string, name: string, run: Robu
     title,
     xTitle: 'epsilon (pixel, L-infinity)',
     yTitle: 'accuracy',
-    yDomain: [0, 1],
+    yDomain: accuracyDomain(run.rows.map((r) => r.accuracy)),
     series: pipes.map((p) => ({ name: p, points: run.rows.filter((r) => r.pipeline === p).map((r) => ({ x: r.eps, y: r.accuracy })) })),
   });
   writeChart(join(dir, name), chart);
+}
+
+/** Y range of an accuracy plot: [0, 1], or from the tenth below the lowest value when all are >= 0.5 (so close curves separate). */
+export function accuracyDomain(values: number[]): [number, number] {
+  const min = Math.min(...values.filter((v) => Number.isFinite(v)));
+  return [Number.isFinite(min) && min >= 0.5 ? Math.floor(min * 10) / 10 : 0, 1];
 }
