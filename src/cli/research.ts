@@ -40,7 +40,8 @@ export function registerResearch(program: Command): void {
       const resultsFile = join(o.report!, `sweep-split${split}.json`);
       const entries = runSweep(data, set, reg.classifier(), {
         split, ks: parseList(o.k!).map(Number), epochs: Number(o.epochs), seed: Number(o.seed), eps: parseEps(o.eps!),
-        workDir: join(o.work!, data.name), resultsFile, command: commandLine(), log: (l) => process.stderr.write(l + '\n'),
+        workDir: join(o.work!, data.name), resultsFile, command: commandLine(),
+        classifierSha: reg.classifierManifest().weightsSha256.slice(0, 12), log: (l) => process.stderr.write(l + '\n'),
       });
       const eps = Object.keys(entries[0]?.accuracy ?? {});
       const title = `Codebook sweep, ${split === 1 ? 'No-Split (whole image)' : `${split * split}-Split (tiles)`}: accuracy under FGSM`;

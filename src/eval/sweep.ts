@@ -1,8 +1,9 @@
 /**
  * Codebook-size sweep (the paper's Tables 2 and 3): for each K, train a purifier (whole
  * image or tiles) and measure accuracy under FGSM. Resumable: results are appended to a
- * JSON file after each K, and a K already there is skipped; a trained bundle in the work
- * folder is reused rather than retrained.
+ * JSON file after each K, and a K already there is skipped when it was measured with the same
+ * classifier (weights sha256), epsilons and sample count; otherwise it is re-evaluated. A
+ * trained bundle in the work folder is reused rather than retrained.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +24,9 @@ export interface SweepEntry {
   perplexity: number;
   codesUsed: number;
   accuracy: Record<string, number>;
+  /** sha256 prefix of the classifier the accuracies were measured with. */
+  classifier?: string;
+  samples?: number;
 }
 
 export interface SweepOptions {
@@ -34,7 +38,16 @@ export interface SweepOptions {
   workDir: string;
   resultsFile: string;
   command: string;
+  /** sha256 (prefix) of the classifier's weights: results measured with another one are redone. */
+  classifierSha: string;
   log: (line: string) => void;
+}
+
+/** Whether a stored entry was measured under the same protocol (classifier, epsilons, samples). */
+export function entryIsCurrent(e: SweepEntry, classifierSha: string, eps: number[], samples: number): boolean {
+  const have = Object.keys(e.accuracy).map(Number).sort((a, b) => a - b);
+  const want = [...eps].sort((a, b) => a - b);
+  return e.classifier === classifierSha && e.samples === samples && have.length === want.length && have.every((x, i) => x === want[i]);
 }
 
 export function readSweep(file: string): SweepEntry[] {
@@ -45,9 +58,14 @@ export function runSweep(data: DatasetSplits, testSet: ImageSet, clf: Classifier
   const entries = readSweep(opts.resultsFile).filter((e) => e.split === opts.split);
   mkdirSync(opts.workDir, { recursive: true });
   for (const [i, k] of opts.ks.entries()) {
-    if (entries.some((e) => e.k === k)) {
+    const earlier = entries.findIndex((e) => e.k === k);
+    if (earlier >= 0 && entryIsCurrent(entries[earlier]!, opts.classifierSha, opts.eps, testSet.n)) {
       opts.log(`[${i + 1}/${opts.ks.length}] split${opts.split} K=${k}: done earlier, skipped`);
       continue;
+    }
+    if (earlier >= 0) {
+      opts.log(`[${i + 1}/${opts.ks.length}] split${opts.split} K=${k}: measured with another classifier or protocol, re-evaluating`);
+      entries.splice(earlier, 1);
     }
     const dir = join(opts.workDir, `split${opts.split}-K${k}`);
     let model: VqVae;
@@ -78,6 +96,8 @@ export function runSweep(data: DatasetSplits, testSet: ImageSet, clf: Classifier
       perplexity: manifest.metrics.perplexity ?? NaN,
       codesUsed: manifest.metrics.codesUsed ?? NaN,
       accuracy: Object.fromEntries(rows.filter((r) => r.pipeline === pipe.name).map((r) => [String(r.eps), r.accuracy])),
+      classifier: opts.classifierSha,
+      samples: testSet.n,
     };
     entries.push(entry);
     model.dispose();
