@@ -41,7 +41,7 @@ models: $(STAMP)
 FASHION_DIR ?= /usr/share/datasets/fashion-mnist
 models-fashion: $(STAMP)
 	DATASET=idx:$(FASHION_DIR) MODELS_OUT=models/fashion-mnist MAX_TRAIN=7000 \
-	  ONLY='classifier split1 split2 split2-adv' bash scripts/train-models.sh
+	  ONLY='classifier split1 split2 split1-adv split2-adv' bash scripts/train-models.sh
 
 # Every committed evaluation report (paper, sweep, robustness, detection, transfer); slow on CPU.
 reports: $(STAMP)

