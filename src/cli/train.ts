@@ -8,7 +8,7 @@ import type { Classifier } from '../detect/classifier.ts';
 import { trainClassifier } from '../train/trainClassifier.ts';
 import { trainPurifier } from '../train/trainPurifier.ts';
 import { backendInfo } from '../backend/tf.ts';
-import { purifierDirName } from '../models/registry.ts';
+import { canonicalDataset, purifierDirName } from '../models/registry.ts';
 import { trainGenerator } from '../baselines/trainGenerator.ts';
 
 export function commandLine(): string {
@@ -74,7 +74,11 @@ export function registerTrain(program: Command): void {
       const split = Number(o.split);
       const adv = Boolean(o.adversarialTraining);
       const data = limitTrain(loadDataset(String(o.dataset), { seed: Number(o.dataSeed) }), o.maxTrain ? Number(o.maxTrain) : undefined);
-      const classifier = adv ? loadBundle<Classifier>(String(o.classifier)).model : undefined;
+      const clfBundle = adv ? loadBundle<Classifier>(String(o.classifier)) : undefined;
+      if (clfBundle && canonicalDataset(clfBundle.manifest.dataset.name) !== canonicalDataset(data.name)) {
+        throw new Error(`--classifier ${o.classifier} was trained on '${clfBundle.manifest.dataset.name}', not on --dataset '${data.name}': pass the classifier of that dataset`);
+      }
+      const classifier = clfBundle?.model;
       const advOpts = classifier
         ? { classifier, fraction: Number(o.advFraction), maxEps: Number(o.advMaxEps), pgdSteps: Number(o.advPgdSteps) }
         : undefined;
