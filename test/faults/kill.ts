@@ -16,9 +16,10 @@
  *   KAFKA_BROKERS    use this broker; otherwise a local one is started (test/helpers/broker.ts)
  *
  * Kill points: each is either progress-based (when the answered count passes a random threshold,
- * plus 0-400 ms jitter (none 30 % of the time, to catch produced-but-not-committed chunks), so the kill lands anywhere in the consume -> produce -> commit cycle) or,
+ * plus 0-150 ms jitter (none 30 % of the time, to catch produced-but-not-committed chunks), so the kill lands anywhere in the consume -> produce -> commit cycle) or,
  * one time in five, time-based during start-up (0.5-6 s after spawn). The records are produced
- * while the guard runs: 40 % up front, the rest in slices of 20.
+ * while the guard runs: 40 % up front, the rest in slices of 20, each once the guard has caught up to
+ * within a slice (a fast guard could otherwise drain the stream before the last kill point).
  * In transactions mode every process gets the same VQGUARD_TRANSACTIONAL_ID, so each restart
  * fences the killed producer and aborts its open transaction.
  *
@@ -43,6 +44,8 @@ const MODE = (process.env.FAULT_MODE ?? 'atleastonce') as Mode;
 const SEED = intEnv('FAULT_SEED', Math.floor(Math.random() * 2 ** 31));
 const PARTITIONS = intEnv('FAULT_PARTITIONS', 2);
 const BATCH = intEnv('FAULT_BATCH', 16);
+const SLICE = 20;
+const MAX_JITTER_MS = 150;
 
 function intEnv(name: string, dflt: number): number {
   const v = process.env[name];
@@ -120,12 +123,17 @@ async function main(): Promise<number> {
       const where = await produce(brokers, topics.input, part);
       where.forEach((w, j) => expected.set(`${w.partition}/${w.offset}`, part[j]!.value === recs[from + j]!.value ? recs[from + j]!.id : ''));
     };
+    watcher = await watch(brokers, topics);
+    const w = watcher;
     const upFront = Math.ceil(N * 0.4);
     await send(0, upFront);
     let produced = upFront;
+    // The rest in slices, each once the guard has caught up to within a slice, so that a fast guard
+    // cannot drain the whole stream before the last kill point.
     const producing = (async () => {
       while (produced < N) {
-        const next = Math.min(N, produced + 20);
+        while (w.answered() < produced - SLICE) await sleep(25);
+        const next = Math.min(N, produced + SLICE);
         await send(produced, next);
         produced = next;
         await sleep(150);
@@ -133,13 +141,16 @@ async function main(): Promise<number> {
     })();
     producing.catch(() => undefined);
 
-    watcher = await watch(brokers, topics);
-    const w = watcher;
-
     // K random kill points.
     const thresholds = Array.from({ length: K }, () => Math.floor(N * (0.05 + 0.8 * rng()))).sort((a, b) => a - b);
     const kills: string[] = [];
     for (let k = 0; k < K; k++) {
+      if (produced >= N && w.answered() >= N) {
+        // A fast guard can finish the whole stream before every kill point came: the remaining
+        // kills would have nothing in flight to interrupt (and could never see a new answer).
+        log(`every record answered after ${k} kill(s); the remaining ${K - k} kill point(s) have nothing to interrupt`);
+        break;
+      }
       child = startCli(cfg, env);
       const c = child;
       const spawnedAt = Date.now();
@@ -148,13 +159,14 @@ async function main(): Promise<number> {
       let how: string;
       if (rng() < 0.2) {
         const ms = Math.floor(500 + 5500 * rng());
-        await waitUntil(() => Date.now() - spawnedAt >= ms || exitedEarly(), ms + 1000, () => 'start-up kill point', c);
-        how = `${ms} ms after spawn (start-up)`;
+        // During start-up: at the chosen time, or as soon as this process answers its first record.
+        await waitUntil(() => Date.now() - spawnedAt >= ms || w.answered() > startAnswered || exitedEarly(), ms + 1000, () => 'start-up kill point', c);
+        how = `${Date.now() - spawnedAt} ms after spawn (start-up, drawn ${ms} ms)`;
       } else {
         // Past the threshold and at least one new answer from this process.
         const target = Math.max(thresholds[k]!, startAnswered + 1);
         await waitUntil(() => (w.answered() >= target && w.answered() > startAnswered) || exitedEarly(), 240_000, () => `kill ${k + 1}: answered ${w.answered()}, waiting for ${target}`, c);
-        const jitter = rng() < 0.3 ? 0 : Math.floor(400 * rng());
+        const jitter = rng() < 0.3 ? 0 : Math.floor(MAX_JITTER_MS * rng());
         await sleep(jitter);
         how = `at ${w.answered()} answered (threshold ${thresholds[k]}, +${jitter} ms)`;
       }
@@ -167,11 +179,13 @@ async function main(): Promise<number> {
     }
 
     // The last run finishes the stream.
-    await producing;
     child = startCli(cfg, env);
     const last = child;
+    await producing; // paced by the answers, so only with a guard running
     await waitUntil(() => w.answered() >= N || last.proc.exitCode !== null, Math.max(180_000, N * 300), () => `final run: answered ${w.answered()}/${N}`, last);
     if (last.proc.exitCode !== null) throw new Error(`final run exited on its own (${last.proc.exitCode}):\n${last.output().slice(-4000)}`);
+    // The graceful stop is tested on a running guard: if the stream was already answered, wait until it holds its partitions.
+    await waitUntil(() => last.output().includes('partitions assigned') || last.proc.exitCode !== null, 120_000, () => 'final run: partitions assigned', last);
     log(`final run answered all ${N}; SIGTERM`);
     last.proc.kill('SIGTERM');
     const code = await Promise.race([last.exited, sleep(45_000).then(() => 'timeout')]);
