@@ -33,7 +33,7 @@ pick() {
     local tmp start=$SECONDS
     tmp=$(mktemp -d "$BIN_DIR/.vqguard-promtool.XXXXXX")
     echo "promtool.sh: building promtool $PROMTOOL_VERSION with $(go env GOVERSION) (first time only; long on 2 cores)..." >&2
-    if ! GOFLAGS=-mod=mod GOBIN="$tmp" CGO_ENABLED=0 nice -n 10 go install -trimpath "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >&2; then
+    if ! GOFLAGS=-mod=mod GOBIN="$tmp" CGO_ENABLED=0 nice -n 10 go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >&2; then
       rm -rf "$tmp"
       unavailable "go install github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION failed"
     fi

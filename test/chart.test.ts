@@ -108,9 +108,10 @@ describe('values.schema.json', { timeout: 300_000 }, () => {
     };
     walk(schema, '');
     assert.deepEqual(open.sort(), [
-      '.affinity', '.config.topics[].thresholds', '.global', '.gpu.nodeSelector', '.grafanaDashboard.annotations', '.grafanaDashboard.labels',
-      '.nodeSelector', '.podAnnotations', '.podLabels', '.podSecurityContext', '.prometheusRule.labels', '.resources', '.securityContext',
-      '.service.annotations', '.serviceMonitor.labels', '.sidecar.podSelector',
+      '.affinity', '.config.topics[].thresholds', '.extraEnv[]', '.extraVolumeMounts[]', '.extraVolumes[]', '.global', '.gpu.nodeSelector',
+      '.gpu.tolerations[]', '.grafanaDashboard.annotations', '.grafanaDashboard.labels', '.imagePullSecrets[]', '.nodeSelector', '.podAnnotations',
+      '.podLabels', '.podSecurityContext', '.prometheusRule.labels', '.resources', '.securityContext', '.service.annotations',
+      '.serviceMonitor.labels', '.sidecar.podSelector', '.tolerations[]', '.topologySpreadConstraints[]',
     ]);
   });
 
@@ -278,8 +279,9 @@ describe('alert rules and dashboard', { timeout: 600_000 }, () => {
   test('every metric and label in the rules and dashboard is one the guard exports', async () => {
     const metrics = new GuardMetrics();
     const exported = new Map<string, Set<string>>();
+    const labelNames = new Map(metrics.registry.getMetricsAsArray().map((m) => [(m as Obj).name as string, ((m as Obj).labelNames as string[] | undefined) ?? []]));
     for (const m of await metrics.registry.getMetricsAsJSON()) {
-      const declared = new Set<string>(((m as Obj).labelNames as string[] | undefined) ?? []);
+      const declared = new Set<string>(labelNames.get(m.name) ?? []);
       for (const v of m.values) for (const k of Object.keys(v.labels)) declared.add(k);
       if (String(m.type) === 'histogram') {
         exported.set(`${m.name}_bucket`, new Set([...declared, 'le']));

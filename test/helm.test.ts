@@ -287,7 +287,7 @@ describe('standalone', () => {
       consumerGroup: 'vqguard',
       topic: 'images.raw',
       lagThreshold: '100',
-      offsetResetPolicy: 'latest',
+      offsetResetPolicy: 'earliest',
     });
 
     const smOnly = template([], ['serviceMonitor.enabled=true']);
@@ -477,6 +477,7 @@ spec:
         pipeline: split2>full
         action: forward-cleaned
         output: ingest.images.clean
+        deadLetter: ingest.images.dlq
 `;
 
   test('dependency in charts/: include "vqguard.sidecarContainer" .', () => {
