@@ -31,7 +31,7 @@ const dir = mkdtempSync(join(tmpdir(), 'vqguard-chart-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 function run(cmd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', input, maxBuffer: 64 * 1024 * 1024, timeout: 20 * 60 * 1000 });
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', input, maxBuffer: 64 * 1024 * 1024, timeout: 30 * 60 * 1000 });
   if (r.error) throw r.error;
   return r;
 }
@@ -238,7 +238,7 @@ describe('KEDA follows the guard\'s autoOffsetReset', { timeout: 300_000 }, () =
   });
 });
 
-describe('alert rules and dashboard', { timeout: 600_000 }, () => {
+describe('alert rules and dashboard', { timeout: 1_800_000 }, () => {
   let rules: Obj;
   let dashboard: Obj;
   before(() => {
