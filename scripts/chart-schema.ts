@@ -47,9 +47,32 @@ const probe = (withEnabled: boolean): J =>
     initialDelaySeconds: int(0),
   });
 
+/** A whole-value `${VAR}` / `${VAR:default}` reference, which the guard expands at start-up. */
+export const ENV_REFERENCE: J = { type: 'string', pattern: '^\\$\\{[A-Za-z_][A-Za-z0-9_]*(:[^}]*)?\\}$' };
+
+/**
+ * The guard expands `${VAR}` references before validating, so a typed or constrained leaf (a
+ * number, a boolean, an enum, a pattern such as a topic name) may also be one whole reference.
+ * Keys are never expanded: objects stay closed.
+ */
+function allowReferences(node: J): J {
+  if (Array.isArray(node.anyOf)) return { ...node, anyOf: (node.anyOf as J[]).map(allowReferences) };
+  if (node.type === 'object') {
+    const out: J = { ...node };
+    if (node.properties) out.properties = Object.fromEntries(Object.entries(node.properties as Record<string, J>).map(([k, v]) => [k, allowReferences(v)]));
+    if (node.additionalProperties && typeof node.additionalProperties === 'object') out.additionalProperties = allowReferences(node.additionalProperties as J);
+    return out;
+  }
+  if (node.type === 'array') return { ...node, items: node.items ? allowReferences(node.items as J) : node.items };
+  const constrained = node.type === 'number' || node.type === 'integer' || node.type === 'boolean' || node.enum !== undefined || node.pattern !== undefined || node.format !== undefined;
+  if (!constrained) return node;
+  const { description, default: dflt, ...rest } = node;
+  return { ...(description !== undefined ? { description } : {}), ...(dflt !== undefined ? { default: dflt } : {}), anyOf: [rest, ENV_REFERENCE] };
+}
+
 /** The guard configuration's JSON schema, from the zod schema. */
 export function guardConfigSchema(): J {
-  const s = zodToJsonSchema(configSchema, { target: 'jsonSchema7', $refStrategy: 'none', effectStrategy: 'input', pipeStrategy: 'input' }) as J;
+  const s = allowReferences(zodToJsonSchema(configSchema, { target: 'jsonSchema7', $refStrategy: 'none', effectStrategy: 'input', pipeStrategy: 'input' }) as J);
   delete s.$schema;
   // The chart fills kafka.sasl.mechanism/username/passwordFile from kafka.sasl.* when
   // kafka.sasl.existingSecret is set, so none of them is required in the values.

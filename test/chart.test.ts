@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { parseConfig } from '../src/config/schema.ts';
+import { loadConfig } from '../src/config/load.ts';
 import { GuardMetrics } from '../src/ops/metrics.ts';
 import { renderSchema, SCHEMA_PATH } from '../scripts/chart-schema.ts';
 
@@ -125,6 +126,27 @@ describe('values.schema.json', { timeout: 300_000 }, () => {
     renderFails([values('ouput', { config: { topics: [{ input: 'a', pipeline: 'split2>full', ouput: 'b', deadLetter: 'c' }] } })], [], /additional properties 'ouput' not allowed/);
     renderFails([], ['config.kafka.autoOffsetReset=smallest'], /autoOffsetReset/);
     renderFails([], ['keda.lagThreshhold=5'], /additional properties 'lagThreshhold' not allowed/);
+  });
+
+  test('${VAR} references (expanded by the guard) are accepted where a value is typed or constrained; keys stay closed', () => {
+    // (--set on a list index replaces the whole list: topics go through a values file.)
+    const topic = (output: string) => values(`ref-${output.length}`, { config: { topics: [{ input: 'images.raw', pipeline: 'split2>full', output, deadLetter: 'images.dlq' }] } });
+    const cfg = guardYaml(render([topic('${OUT_TOPIC:images.clean}')], ['config.kafka.brokers[0]=${KAFKA_BOOTSTRAP}', 'config.maxInFlight=${MAX_IN_FLIGHT:64}']));
+    assert.deepEqual(cfg.kafka.brokers, ['${KAFKA_BOOTSTRAP}']);
+    assert.equal(cfg.topics[0].output, '${OUT_TOPIC:images.clean}');
+    assert.equal(cfg.maxInFlight, '${MAX_IN_FLIGHT:64}');
+    // The guard expands the rendered guard.yaml at start-up: unquoted, so the number stays a number.
+    const text = one(render([topic('${OUT_TOPIC:images.clean}')], ['config.kafka.brokers[0]=${KAFKA_BOOTSTRAP}', 'config.maxInFlight=${MAX_IN_FLIGHT:64}']), 'ConfigMap', 'vq-vqguard').data['guard.yaml'] as string;
+    const file = join(dir, 'rendered-guard.yaml');
+    writeFileSync(file, text);
+    const loaded = loadConfig(file, { env: { KAFKA_BOOTSTRAP: 'kafka-0.kafka:9092', MAX_IN_FLIGHT: '32' } });
+    assert.deepEqual([loaded.kafka.brokers, loaded.maxInFlight, loaded.topics[0]!.output], [['kafka-0.kafka:9092'], 32, 'images.clean']);
+    renderFails([], ['config.maxInFlight=${1NOPE}'], /maxInFlight/);
+    renderFails([topic('bad topic!')], [], /output/);
+    // The chart itself needs these as literals.
+    renderFails([], ['config.http.port=${PORT}'], /config\.http\.port must be a number in the chart/);
+    renderFails([], ['config.transactions=${EXACTLY_ONCE:false}'], /config\.transactions must be true or false in the chart/);
+    renderFails([], ['keda.enabled=true', 'config.kafka.autoOffsetReset=${RESET:latest}'], /config\.kafka\.autoOffsetReset must be earliest or latest in the chart/);
   });
 });
 

@@ -49,11 +49,21 @@ app.kubernetes.io/part-of: vqguard
 {{- if not (has .Values.mode (list "standalone" "statefulset" "sidecar")) -}}
 {{- fail (printf "mode must be \"standalone\", \"statefulset\" or \"sidecar\", got %q" (toString .Values.mode)) -}}
 {{- end -}}
-{{- if and (eq .Values.mode "standalone") (dig "transactions" false (.Values.config | default dict)) -}}
+{{- $tx := dig "transactions" false (.Values.config | default dict) -}}
+{{- if not (kindIs "bool" $tx) -}}
+{{- fail "config.transactions must be true or false in the chart (it decides between modes), not a ${VAR} reference" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "standalone") $tx -}}
 {{- fail "config.transactions (exactly-once) needs a stable transactional id per pod: use mode: statefulset (a Deployment's pods get a new name, and so a new id, on every restart, so a restarted pod cannot fence its predecessor)" -}}
+{{- end -}}
+{{- if kindIs "string" (dig "http" "port" 9464 (.Values.config | default dict)) -}}
+{{- fail "config.http.port must be a number in the chart (the container port, probes and Service follow it), not a ${VAR} reference" -}}
 {{- end -}}
 {{- if .Values.keda.enabled -}}
 {{- $reset := include "vqguard.autoOffsetReset" . -}}
+{{- if not (has $reset (list "earliest" "latest")) -}}
+{{- fail (printf "keda.enabled: config.kafka.autoOffsetReset must be earliest or latest in the chart (the ScaledObject follows it), not %q" $reset) -}}
+{{- end -}}
 {{- if and .Values.keda.offsetResetPolicy (ne .Values.keda.offsetResetPolicy $reset) -}}
 {{- fail (printf "keda.offsetResetPolicy %q disagrees with the guard's config.kafka.autoOffsetReset %q: leave keda.offsetResetPolicy empty (it follows the guard)" .Values.keda.offsetResetPolicy $reset) -}}
 {{- end -}}
