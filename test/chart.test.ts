@@ -295,6 +295,19 @@ describe('alert rules and dashboard', { timeout: 1_800_000 }, () => {
     assert.equal(b.status, 1, b.stdout + b.stderr);
   });
 
+  test('dashboard: unique panel ids, every variable it uses is defined, data source chosen by variable', () => {
+    const panels = dashboard.panels as Obj[];
+    assert.ok(panels.length >= 10);
+    assert.equal(new Set(panels.map((p) => p.id)).size, panels.length, 'unique panel ids');
+    const vars = new Set((dashboard.templating.list as Obj[]).map((v) => v.name as string));
+    const text = JSON.stringify(panels);
+    for (const m of text.matchAll(/\$\{?([a-z_]+)\}?/g)) {
+      if (m[1]!.startsWith('__')) continue; // Grafana's built-ins ($__rate_interval)
+      assert.ok(vars.has(m[1]!), `variable $${m[1]} is defined`);
+    }
+    for (const p of panels) assert.equal(p.datasource?.uid, '${datasource}', `panel "${p.title}" uses the data source variable`);
+  });
+
   test('every metric and label in the rules and dashboard is one the guard exports', async () => {
     const metrics = new GuardMetrics();
     const exported = new Map<string, Set<string>>();
