@@ -8,7 +8,7 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install kafka-jars helm test test-unit test-faults demo models models-fashion reports typecheck bench clean-cache
+.PHONY: install kafka-jars helm tools test test-unit test-faults demo models models-fashion reports typecheck bench clean-cache
 
 install: $(STAMP) kafka-jars
 
@@ -24,10 +24,18 @@ kafka-jars:
 helm:
 	@bash scripts/helm.sh version --short
 
+# Checkers for the chart and compose tests, built from the Go module proxy into .cache/bin (once):
+# tools/kubecheck (manifests vs. Kubernetes types and CRDs), tools/composecheck (compose-go),
+# promtool (alert rules; the cold build is long on 2 cores).
+tools:
+	@bash scripts/kubecheck.sh --install-only >/dev/null
+	@bash scripts/go-tool.sh composecheck >/dev/null
+	@bash scripts/promtool.sh --install-only >/dev/null
+
 typecheck: $(STAMP)
 	npx tsc -p tsconfig.json
 
-test: install helm typecheck
+test: install helm tools typecheck
 	npm test
 
 demo: install

@@ -29,7 +29,7 @@ function hasProblem(list: string[], re: RegExp): void {
 
 test('examples/guard.yaml loads with every default filled in', () => {
   const c = loadConfig('examples/guard.yaml', { env: {} });
-  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard' });
+  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard', autoOffsetReset: 'earliest' });
   assert.equal(c.transactions, false);
   assert.deepEqual(c.http, { port: 9464, host: '0.0.0.0' });
   assert.equal(c.alerts.topic, 'vqguard.alerts');

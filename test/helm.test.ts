@@ -76,9 +76,10 @@ function guardContainer(podSpec: Obj, list = 'containers'): Obj {
   return c;
 }
 
-function assertHardenedContainer(c: Obj): void {
+function assertHardenedContainer(c: Obj, readiness = true): void {
   assert.equal(c.livenessProbe?.httpGet?.path, '/healthz');
-  assert.equal(c.readinessProbe?.httpGet?.path, '/readyz');
+  // Sidecar mode: no readiness probe by default (sidecar.readinessProbe.enabled couples it).
+  assert.equal(c.readinessProbe?.httpGet?.path, readiness ? '/readyz' : undefined);
   assert.equal(c.startupProbe?.httpGet?.path, '/healthz');
   assert.deepEqual(c.args, ['run', '--config', '/etc/vqguard/guard.yaml']);
   const port = c.ports?.find((p: Obj) => p.name === c.livenessProbe.httpGet.port);
@@ -126,6 +127,7 @@ describe('helm lint --strict', () => {
     ['sidecar, GPU on', [join(CI, 'sidecar-values.yaml')], ['gpu.enabled=true']],
     ['sidecar, native sidecar', [join(CI, 'sidecar-values.yaml')], ['sidecar.nativeSidecar=true']],
     ['everything enabled', [join(CI, 'everything-enabled-values.yaml')], []],
+    ['statefulset (exactly-once)', [join(CI, 'statefulset-values.yaml')], []],
   ];
   for (const [name, files, set] of combos) {
     test(name, () => {
@@ -259,7 +261,7 @@ describe('standalone', () => {
       consumerGroup: 'vqguard-images',
       topic: 'images.raw',
       lagThreshold: '200',
-      offsetResetPolicy: 'latest',
+      offsetResetPolicy: 'earliest', // the guard's kafka.autoOffsetReset default
     });
     assert.deepEqual(trigger.authenticationRef, { name: 'vqguard-kafka-auth' });
 
@@ -285,7 +287,7 @@ describe('standalone', () => {
       consumerGroup: 'vqguard',
       topic: 'images.raw',
       lagThreshold: '100',
-      offsetResetPolicy: 'latest',
+      offsetResetPolicy: 'earliest',
     });
 
     const smOnly = template([], ['serviceMonitor.enabled=true']);
@@ -348,7 +350,7 @@ describe('sidecar', () => {
       const snip = one(objs, 'ConfigMap', 'vq-vqguard-sidecar');
       const [container] = parse(snip.data['container.yaml']) as Obj[];
       assert.ok(container);
-      assertHardenedContainer(container);
+      assertHardenedContainer(container, false);
       assert.equal(container.restartPolicy, undefined);
       assert.equal(container.image, gpu ? 'ghcr.io/vqguard/vqguard:0.1.0-cuda' : 'ghcr.io/vqguard/vqguard:0.1.0');
       assert.equal(gpu ? Number(gpuLimit(container)) : gpuLimit(container), gpu ? 1 : undefined);
@@ -443,7 +445,7 @@ spec:
     const pod = deps[0]!.spec.template.spec;
     assert.deepEqual(pod.containers.map((c: Obj) => c.name), ['app', 'vqguard']);
     const c = guardContainer(pod);
-    assertHardenedContainer(c);
+    assertHardenedContainer(c, false);
     assert.equal(c.image, 'registry.example/vqguard:0.2.0', 'subchart values (not the parent\'s) drive the container');
     const vols = assertVolumes(pod, `vq-${subchartName}`);
     assert.ok(vols.has('data'));
@@ -475,6 +477,7 @@ spec:
         pipeline: split2>full
         action: forward-cleaned
         output: ingest.images.clean
+        deadLetter: ingest.images.dlq
 `;
 
   test('dependency in charts/: include "vqguard.sidecarContainer" .', () => {

@@ -175,7 +175,10 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
       const declared = [...src.matchAll(/new client\.(Counter|Gauge|Histogram)\(\{\s*name: '([a-z_]+)'/g)].map((x) => [x[2]!, x[1]!.toLowerCase()] as const);
       assert.ok(declared.length >= 14, `metric declarations found in src/ops/metrics.ts (${declared.length})`);
       for (const [name, type] of declared) assert.equal(types.get(name), type, `${name} exposed as a ${type}`);
-      assert.ok(m.some((s) => s.name.startsWith('vqguard_process_')), 'process metrics (vqguard_process_*)');
+      for (const std of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
+        assert.ok(m.some((s) => s.name === std), `default metric under its standard name: ${std}`);
+      }
+      assert.ok(!m.some((s) => s.name.startsWith('vqguard_process_') || s.name.startsWith('vqguard_nodejs_')), 'no prefixed process metrics');
 
       const topic = topics.input;
       const clean = metricSum(m, 'vqguard_records_produced_total', { topic, pipeline: PIPELINE, outcome: 'clean' });

@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { extname, isAbsolute, join, resolve } from 'node:path';
-import YAML from 'yaml';
+import YAML, { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
 import { readManifest } from '../models/bundle.ts';
 import { purifierDirName, splitVariant } from '../models/registry.ts';
 import { parsePipeline } from '../purify/pipeline.ts';
@@ -14,12 +14,20 @@ export { ConfigError } from './schema.ts';
 export type { GuardConfig, TopicConfig, ImageConfig, KafkaConfig } from './schema.ts';
 
 export interface LoadOptions {
-  /** Environment for KAFKA_BROKERS (default process.env). */
+  /** Environment for KAFKA_BROKERS and ${VAR} references (default process.env). */
   env?: NodeJS.ProcessEnv;
 }
 
-/** Reads and validates a configuration file (.yaml / .yml / .json; anything else is read as YAML). */
+/**
+ * Reads and validates a configuration file (.yaml / .yml / .json; anything else is read as YAML).
+ * String values may reference the environment: `${VAR}`, or `${VAR:default}` (the default is used
+ * when VAR is unset or empty); `$${` writes a literal `${`. In YAML, an unquoted value that is one
+ * whole reference takes the type of what it expands to (`port: ${PORT:9464}` is a number,
+ * `enabled: ${TLS:false}` a boolean); quoted, and in JSON, it stays a string. Keys and comments
+ * are never expanded. Every unset variable without a default is reported at once, by path.
+ */
 export function loadConfig(path: string, opts: LoadOptions = {}): GuardConfig {
+  const env = opts.env ?? process.env;
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -27,18 +35,87 @@ export function loadConfig(path: string, opts: LoadOptions = {}): GuardConfig {
     throw new ConfigError([`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
   }
   let raw: unknown;
+  const problems: string[] = [];
   if (extname(path).toLowerCase() === '.json') {
     try {
       raw = JSON.parse(text);
     } catch (e) {
       throw new ConfigError([`not valid JSON: ${(e as Error).message}`], path);
     }
+    raw = interpolateJson(raw, env, [], problems);
   } else {
     const doc = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true });
     if (doc.errors.length) throw new ConfigError(doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`), path);
+    interpolateYaml(doc.contents, env, [], problems);
     raw = doc.toJS();
   }
-  return parseConfig(raw, { env: opts.env, source: path });
+  if (problems.length) throw new ConfigError(problems, path);
+  return parseConfig(raw, { env, source: path });
+}
+
+// ---------------------------------------------------------------------------------------------
+// ${VAR} / ${VAR:default} interpolation
+
+const REF_RE = /\$\$\{|\$\{([^}]*)\}/g;
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function pathText(p: readonly (string | number)[]): string {
+  return p.reduce<string>((acc, seg) => (typeof seg === 'number' ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '') || '(top level)';
+}
+
+/** Expands the references in one string; problems name the path. */
+export function interpolateString(s: string, env: NodeJS.ProcessEnv, where: string, problems: string[]): string {
+  if (!s.includes('${')) return s;
+  return s.replace(REF_RE, (whole: string, body: string | undefined) => {
+    if (body === undefined) return '${'; // $${ escape
+    const colon = body.indexOf(':');
+    const name = colon < 0 ? body : body.slice(0, colon);
+    const fallback = colon < 0 ? undefined : body.slice(colon + 1);
+    if (!NAME_RE.test(name)) {
+      problems.push(`${where}: "${whole}" is not a valid reference (expected \${NAME} or \${NAME:default}; write $\${ for a literal \${)`);
+      return whole;
+    }
+    const v = env[name];
+    if (v !== undefined && v !== '') return v;
+    if (fallback !== undefined) return fallback;
+    problems.push(`${where}: environment variable ${name} is not set (or write \${${name}:default})`);
+    return whole;
+  });
+}
+
+function interpolateYaml(node: YamlNode | null, env: NodeJS.ProcessEnv, p: (string | number)[], problems: string[]): void {
+  if (!node) return;
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const k = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      interpolateYaml(pair.value as YamlNode | null, env, [...p, k], problems);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => interpolateYaml(item as YamlNode | null, env, [...p, i], problems));
+  } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${')) {
+    const before = node.value;
+    const after = interpolateString(before, env, pathText(p), problems);
+    node.value = after;
+    // An unquoted value that is exactly one reference takes the type of its expansion.
+    if (node.type === 'PLAIN' && /^\$\{[^}]*\}$/.test(before)) {
+      let typed: unknown;
+      try {
+        typed = YAML.parse(after === '' ? '""' : after);
+      } catch {
+        typed = after; // not a YAML scalar: stays the string
+      }
+      if (typeof typed === 'number' || typeof typed === 'boolean') node.value = typed;
+    }
+  }
+}
+
+function interpolateJson(v: unknown, env: NodeJS.ProcessEnv, p: (string | number)[], problems: string[]): unknown {
+  if (typeof v === 'string') return interpolateString(v, env, pathText(p), problems);
+  if (Array.isArray(v)) return v.map((x, i) => interpolateJson(x, env, [...p, i], problems));
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, interpolateJson(x, env, [...p, k], problems)]));
+  }
+  return v;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ export interface KafkaConfig {
   groupId: string;
   ssl?: SslConfig;
   sasl?: SaslConfig;
+  /** Where a consumer group with no committed offset starts (Kafka's auto.offset.reset). */
+  autoOffsetReset: 'earliest' | 'latest';
 }
 
 export interface WebhookConfig {
@@ -166,6 +168,9 @@ const kafkaSchema = z
     groupId: z.string().min(1).default('vqguard'),
     ssl: sslSchema.optional(),
     sasl: saslSchema.optional(),
+    // Where a group with no committed offset starts: earliest (every retained record, the default:
+    // nothing slips through unguarded) or latest (only records produced from now on).
+    autoOffsetReset: z.enum(['earliest', 'latest']).default('earliest'),
   })
   .strict();
 

@@ -95,6 +95,7 @@ export class Guard {
         maxInFlight: config.maxInFlight,
         partitionsConsumedConcurrently: 1,
         sessionTimeoutMs: 10000,
+        autoOffsetReset: config.kafka.autoOffsetReset,
       },
       this.log,
       this.metrics,

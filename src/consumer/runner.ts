@@ -25,6 +25,7 @@ export interface RunnerOptions {
   maxInFlight: number;
   partitionsConsumedConcurrently: number;
   sessionTimeoutMs: number;
+  autoOffsetReset?: 'earliest' | 'latest';
 }
 
 export interface RunnerEvents {
@@ -113,7 +114,7 @@ export class Runner {
     this.connected = true;
     for (const rt of this.runtimes) {
       const s = rt.settings;
-      await this.consumer.subscribe({ topics: [s.inputPattern ? new RegExp(s.inputPattern) : s.input!], fromBeginning: true });
+      await this.consumer.subscribe({ topics: [s.inputPattern ? new RegExp(s.inputPattern) : s.input!], fromBeginning: this.opts.autoOffsetReset !== 'latest' });
     }
     await this.consumer.run({
       autoCommit: false,

@@ -23,7 +23,9 @@ export class GuardMetrics {
 
   constructor(collectDefaults = true) {
     const r = [this.registry];
-    if (collectDefaults) client.collectDefaultMetrics({ register: this.registry, prefix: 'vqguard_process_' });
+    // Default process metrics under their standard names (process_cpu_seconds_total,
+    // nodejs_heap_size_used_bytes, ...), as every Node.js dashboard expects them.
+    if (collectDefaults) client.collectDefaultMetrics({ register: this.registry });
     this.consumed = new client.Counter({ name: 'vqguard_records_consumed_total', help: 'Records read from input topics', labelNames: ['topic'], registers: r });
     this.produced = new client.Counter({
       name: 'vqguard_records_produced_total',

@@ -46,8 +46,27 @@ app.kubernetes.io/part-of: vqguard
 
 {{/* Fails early on values that cannot work. */}}
 {{- define "vqguard.validate" -}}
-{{- if not (has .Values.mode (list "standalone" "sidecar")) -}}
-{{- fail (printf "mode must be \"standalone\" or \"sidecar\", got %q" (toString .Values.mode)) -}}
+{{- if not (has .Values.mode (list "standalone" "statefulset" "sidecar")) -}}
+{{- fail (printf "mode must be \"standalone\", \"statefulset\" or \"sidecar\", got %q" (toString .Values.mode)) -}}
+{{- end -}}
+{{- $tx := dig "transactions" false (.Values.config | default dict) -}}
+{{- if not (kindIs "bool" $tx) -}}
+{{- fail "config.transactions must be true or false in the chart (it decides between modes), not a ${VAR} reference" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "standalone") $tx -}}
+{{- fail "config.transactions (exactly-once) needs a stable transactional id per pod: use mode: statefulset (a Deployment's pods get a new name, and so a new id, on every restart, so a restarted pod cannot fence its predecessor)" -}}
+{{- end -}}
+{{- if kindIs "string" (dig "http" "port" 9464 (.Values.config | default dict)) -}}
+{{- fail "config.http.port must be a number in the chart (the container port, probes and Service follow it), not a ${VAR} reference" -}}
+{{- end -}}
+{{- if .Values.keda.enabled -}}
+{{- $reset := include "vqguard.autoOffsetReset" . -}}
+{{- if not (has $reset (list "earliest" "latest")) -}}
+{{- fail (printf "keda.enabled: config.kafka.autoOffsetReset must be earliest or latest in the chart (the ScaledObject follows it), not %q" $reset) -}}
+{{- end -}}
+{{- if and .Values.keda.offsetResetPolicy (ne .Values.keda.offsetResetPolicy $reset) -}}
+{{- fail (printf "keda.offsetResetPolicy %q disagrees with the guard's config.kafka.autoOffsetReset %q: leave keda.offsetResetPolicy empty (it follows the guard)" .Values.keda.offsetResetPolicy $reset) -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.serviceMonitor.enabled (eq .Values.mode "sidecar") (not .Values.sidecar.podSelector) -}}
 {{- fail "serviceMonitor.enabled in sidecar mode needs sidecar.podSelector (the parent pods' labels) for the metrics Service" -}}
@@ -75,6 +94,29 @@ Image: repository:tag, tag defaulting to the appVersion, with the CUDA suffix wh
 {{/* The guard's HTTP port (config.http.port, default 9464). */}}
 {{- define "vqguard.port" -}}
 {{- dig "http" "port" 9464 (.Values.config | default dict) | int -}}
+{{- end -}}
+
+{{/* The guard's kafka.autoOffsetReset (default earliest). */}}
+{{- define "vqguard.autoOffsetReset" -}}
+{{- dig "kafka" "autoOffsetReset" "earliest" (.Values.config | default dict) -}}
+{{- end -}}
+
+{{/* The workload kind of the standalone modes. */}}
+{{- define "vqguard.workloadKind" -}}
+{{- if eq .Values.mode "statefulset" -}}StatefulSet{{- else -}}Deployment{{- end -}}
+{{- end -}}
+
+{{/*
+Stable transactional id of a StatefulSet pod: <prefix><pod name>, the prefix defaulting to
+"<groupId>-<namespace>-" (transactional ids are cluster-wide). $(POD_NAME) is expanded by the
+kubelet from the POD_NAME variable defined before it.
+*/}}
+{{- define "vqguard.transactionalId" -}}
+{{- $prefix := .Values.statefulset.transactionalIdPrefix -}}
+{{- if not $prefix -}}
+{{- $prefix = printf "%s-%s-" (dig "kafka" "groupId" "vqguard" (.Values.config | default dict)) .Release.Namespace -}}
+{{- end -}}
+{{- printf "%s$(POD_NAME)" $prefix -}}
 {{- end -}}
 
 {{/* Where the secrets are mounted inside the guard container. */}}
@@ -165,6 +207,10 @@ env:
     valueFrom:
       fieldRef:
         fieldPath: metadata.namespace
+  {{- if eq .Values.mode "statefulset" }}
+  - name: VQGUARD_TRANSACTIONAL_ID
+    value: {{ include "vqguard.transactionalId" . | quote }}
+  {{- end }}
   {{- if .Values.gpu.enabled }}
   - name: TF_FORCE_GPU_ALLOW_GROWTH
     value: "true"
@@ -188,6 +234,9 @@ livenessProbe:
   periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
   timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
   failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
+{{- /* In sidecar mode /readyz (broker connected, partitions assigned) would take the parent pod
+out of its Service during a Kafka outage: only with sidecar.readinessProbe.enabled. */}}
+{{- if or (ne .Values.mode "sidecar") .Values.sidecar.readinessProbe.enabled }}
 readinessProbe:
   httpGet:
     path: /readyz
@@ -195,6 +244,7 @@ readinessProbe:
   periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
   timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
   failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+{{- end }}
 {{- $res := deepCopy (.Values.resources | default dict) -}}
 {{- if .Values.gpu.enabled -}}
 {{- $limits := get $res "limits" | default dict -}}
