@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { FolderDatasetError, loadFolderDataset, parseFolderSpec } from '../src/data/folder.ts';
 import { loadDataset, loadDatasetAsync } from '../src/data/load.ts';
-import { imageAt, classCounts } from '../src/data/dataset.ts';
+import { imageAt, classCounts, take } from '../src/data/dataset.ts';
+import { exportFolder } from '../src/data/exportFolder.ts';
 
 let root: string;
 
@@ -136,5 +137,38 @@ describe('folder datasets', { timeout: 60_000 }, () => {
     assert.throws(() => parseFolderSpec('folder:/x?size=32'), /size must be HxW/);
     assert.throws(() => parseFolderSpec('folder:/x?resize=squash'), /resize must be/);
     assert.throws(() => parseFolderSpec('folder:/x?colur=rgb'), /unknown option 'colur'/);
+  });
+
+  test('the committed colour fixture (fashion-on-photos, 32x32 RGB) loads with its class names', async () => {
+    const { data, summary } = await loadFolderDataset(join(import.meta.dirname, 'fixtures', 'colour-folder'));
+    assert.equal(summary.layout, 'split');
+    assert.deepEqual([data.train.height, data.train.width, data.train.channels], [32, 32, 3]);
+    assert.deepEqual([data.train.n, data.validation.n, data.test.n], [30, 10, 10]);
+    assert.deepEqual(data.classNames, ['ankle-boot', 'bag', 'coat', 'dress', 'pullover', 'sandal', 'shirt', 'sneaker', 't-shirt', 'trouser']);
+    assert.deepEqual(classCounts(data.train, 10), new Array(10).fill(3));
+    // Colour: the channels differ (not a grey image stored as RGB).
+    const px = imageAt(data.train, 0);
+    let diff = 0;
+    for (let i = 0; i < px.length; i += 3) diff += Math.abs(px[i]! - px[i + 1]!) + Math.abs(px[i + 1]! - px[i + 2]!);
+    assert.ok(diff / (px.length / 3) > 0.02, `mean channel difference ${diff / (px.length / 3)}`);
+  });
+
+  test('export to a folder tree and load it back: same pixels, labels and class names', async () => {
+    const src = loadDataset('mnist', { seed: 1 });
+    const small = { ...src, train: take(src.train, 40), validation: take(src.validation, 10), test: take(src.test, 10) };
+    const out = join(root, 'exported');
+    const names = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+    await exportFolder(small, out, { classNames: names });
+    await assert.rejects(() => exportFolder(small, out), /not empty/);
+    const { data } = await loadFolderDataset(out);
+    assert.deepEqual([...names].sort(), data.classNames);
+    for (const [a, b] of [[small.train, data.train], [small.validation, data.validation], [small.test, data.test]] as const) {
+      assert.equal(b.n, a.n);
+      // The folder order differs (grouped by class); compare as multisets of (class name, pixels).
+      const key = (set: typeof a, i: number, classes: readonly string[]) => `${classes[set.labels[i]!]}:${Array.from(imageAt(set, i), (v) => Math.round(v * 255)).join(',')}`;
+      const ka = Array.from({ length: a.n }, (_, i) => key(a, i, names)).sort();
+      const kb = Array.from({ length: b.n }, (_, i) => key(b, i, data.classNames!)).sort();
+      assert.deepEqual(kb, ka);
+    }
   });
 });
