@@ -72,8 +72,16 @@ describe('classifier formats', { timeout: 120_000 }, () => {
         const white = f.startsWith('tfjs');
         assert.equal(c.hasGradients, white);
         assert.equal(typeof c.logits, white ? 'function' : 'undefined');
+        // A synchronous forward pass everywhere but ONNX, giving the same probabilities.
+        assert.equal(typeof c.forward, f === 'onnx' ? 'undefined' : 'function');
+        if (c.forward) {
+          const fp = tf.softmax(c.forward(x));
+          const d = tf.max(tf.abs(tf.sub(fp, p)));
+          assert.ok((await d.data())[0]! < 1e-6);
+          tf.dispose([fp, d]);
+        }
         if (c.logits) {
-          const g = tf.grad((z: Tensor4D) => c.logits!(z).max(1).sum())(x.slice(0, 4));
+          const g = tf.grad((z) => c.logits!(z as Tensor4D).max(1).sum())(x.slice(0, 4));
           assert.deepEqual(g.shape, [4, 28, 28, 1]);
           assert.ok((await g.abs().sum().data())[0]! > 0, 'input gradient is non-zero');
           // softmax(logits) == probabilities

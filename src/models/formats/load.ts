@@ -277,6 +277,14 @@ export async function loadClassifier(decl: ClassifierDeclaration | ClassifierDec
             return toLogits(y, d);
           })
       : undefined;
+    const fwd = m.forwardSync ?? runSync;
+    const forward = fwd
+      ? (x: Tensor4D): Tensor2D =>
+          tf.tidy(() => {
+            const y = fwd(toModelInput(x, d), inp.name, outp.name);
+            return toLogits(y, d);
+          })
+      : undefined;
     return {
       format: d.format,
       declaration: d,
@@ -287,6 +295,7 @@ export async function loadClassifier(decl: ClassifierDeclaration | ClassifierDec
       hasGradients: m.hasGradients && !!runSync,
       referenceCheck,
       ...(logits ? { logits } : {}),
+      ...(forward ? { forward } : {}),
       probabilities: async (x: Tensor4D) => {
         if (x.shape[1] !== d.input.height || x.shape[2] !== d.input.width || x.shape[3] !== d.input.channels) {
           throw new Error(`classifier expects [N, ${d.input.height}, ${d.input.width}, ${d.input.channels}] in [0,1]; got [${x.shape.join(', ')}]`);

@@ -22,6 +22,12 @@ export interface LoadedClassifier {
    * it can sit inside tf.grad / tf.tidy like vqguard's own Classifier.logits.
    */
   readonly logits?: (x: Tensor4D) => Tensor2D;
+  /**
+   * Synchronous forward pass, same scores as `logits` but not necessarily differentiable: the
+   * TF.js formats, vqguard bundles and SavedModels have it (for code that scores inside
+   * tf.tidy, like the Detector); ONNX runs only asynchronously (undefined).
+   */
+  readonly forward?: (x: Tensor4D) => Tensor2D;
   /** Free the model (native sessions, weights). */
   dispose(): void;
 }
@@ -41,5 +47,7 @@ export interface FormatModel {
   run(modelInput: Tensor4D, inputName: string, outputName: string): Promise<Tensor2D>;
   /** Differentiable, synchronous run (gradient formats only). */
   runSync?: (modelInput: Tensor4D, inputName: string, outputName: string) => Tensor2D;
+  /** Synchronous, not necessarily differentiable run (defaults to runSync). */
+  forwardSync?: (modelInput: Tensor4D, inputName: string, outputName: string) => Tensor2D;
   dispose(): void;
 }

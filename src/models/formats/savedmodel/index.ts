@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Tensor2D } from '@tensorflow/tfjs-node';
+import type { Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
 import { tf } from '../../../backend/tf.ts';
 import { DeclarationError, type ClassifierDeclaration } from '../declaration.ts';
 import type { FormatModel, TensorInfo } from '../types.ts';
@@ -33,17 +33,20 @@ export async function openSavedModel(d: ClassifierDeclaration): Promise<FormatMo
   const inputs: TensorInfo[] = Object.entries(sig.inputs).map(([name, t]) => ({ name, shape: dims((t as { shape?: unknown }).shape) }));
   const outputs: TensorInfo[] = Object.entries(sig.outputs).map(([name, t]) => ({ name, shape: dims((t as { shape?: unknown }).shape) }));
   const model = await tf.node.loadSavedModel(d.path, d.tags, d.signature);
+  // The native session runs synchronously (no gradients flow through it).
+  const forwardSync = (x: Tensor4D, inName: string, outName: string): Tensor2D => {
+    const y = model.predict({ [inName]: x }) as Record<string, Tensor2D>;
+    const out = y[outName];
+    for (const [k, t] of Object.entries(y)) if (k !== outName) t.dispose();
+    if (!out) throw new DeclarationError('output.name', `signature '${d.signature}' returned no '${outName}'`);
+    return out;
+  };
   return {
     inputs,
     outputs,
     hasGradients: false,
-    run: async (x, inName, outName) => {
-      const y = model.predict({ [inName]: x }) as Record<string, Tensor2D>;
-      const out = y[outName];
-      for (const [k, t] of Object.entries(y)) if (k !== outName) t.dispose();
-      if (!out) throw new DeclarationError('output.name', `signature '${d.signature}' returned no '${outName}'`);
-      return out;
-    },
+    forwardSync,
+    run: async (x, inName, outName) => forwardSync(x, inName, outName),
     dispose: () => model.dispose(),
   };
 }
