@@ -17,6 +17,7 @@ import {
   loadClassifierFile,
   readDeclarationFile,
   readReference,
+  resolveClassifierSpec,
   type ClassifierDeclaration,
 } from '../src/models/formats/index.ts';
 import { loadBundle } from '../src/models/bundle.ts';
@@ -182,4 +183,32 @@ describe('classifier formats', { timeout: 120_000 }, () => {
       model.dispose();
     }
   });
+
+  test('--classifier values: declaration files, <format>:<path> with the declaration beside it, bundles', async () => {
+    const sm = await resolveClassifierSpec(`savedmodel:${join(FIX, 'savedmodel')}`);
+    assert.equal(sm.format, 'savedmodel');
+    assert.equal(sm.input.range, '0-255');
+    const g = await resolveClassifierSpec(`tfjs:${join(FIX, 'tfjs-graph')}`);
+    assert.equal(g.format, 'tfjs-graph');
+    const y = await resolveClassifierSpec(join(FIX, 'onnx.yaml'));
+    assert.equal(y.input.layout, 'NCHW');
+    const b = await resolveClassifierSpec(join(import.meta.dirname, '..', 'models', 'mnist', 'classifier'));
+    assert.equal(b.format, 'vqguard-bundle');
+    assert.equal(b.classes.length, 10);
+    // No declaration beside model.onnx: refused with a template from the model's own metadata.
+    await assert.rejects(
+      () => resolveClassifierSpec(`onnx:${join(FIX, 'model.onnx')}`),
+      (e: Error) => {
+        assert.match(e.message, /has no declaration; write .*model\.onnx\.yaml/);
+        assert.match(e.message, /path: model\.onnx/);
+        assert.match(e.message, /height: 28, width: 28, channels: 1, layout: NCHW/);
+        assert.match(e.message, /name: image/);
+        assert.match(e.message, /classes: \[\? 10 names\]/);
+        return true;
+      },
+    );
+    await assert.rejects(() => resolveClassifierSpec(`onnx:${join(FIX, 'missing.onnx')}`), /does not exist/);
+    await assert.rejects(() => resolveClassifierSpec('keras:model.h5'), /expected a declaration file/);
+  });
 });
+
