@@ -212,3 +212,60 @@ describe('classifier formats', { timeout: 120_000 }, () => {
   });
 });
 
+describe('classifier formats: a 32x32 RGB model with mean/std input and softmax output', { timeout: 120_000 }, () => {
+  const DIR = join(import.meta.dirname, 'fixtures', 'external', 'colour');
+  const cref = readReference(join(DIR, 'reference.json'));
+  const cdecl = (f: (typeof FORMATS)[number]): ClassifierDeclaration => readDeclarationFile(join(DIR, `${f}.yaml`));
+  const probs = new Map<string, Float32Array>();
+
+  for (const f of FORMATS) {
+    test(`${f}: reproduces the source model's probabilities`, async () => {
+      const d = cdecl(f);
+      assert.equal(d.output.kind, 'probabilities');
+      assert.equal(typeof d.input.range, 'object');
+      assert.equal(d.input.layout, 'NHWC');
+      const c = await loadClassifier(d);
+      try {
+        assert.ok(c.referenceCheck!.maxAbsDiff <= TOL, `max |p - p_keras| = ${c.referenceCheck!.maxAbsDiff}`);
+        assert.equal(c.referenceCheck!.top1Agreement, 1);
+        assert.deepEqual([c.height, c.width, c.channels], [32, 32, 3]);
+        const x = tf.tensor4d(cref.images, [cref.n, 32, 32, 3]);
+        const p = await c.probabilities(x);
+        probs.set(f, (await p.data()) as Float32Array);
+        if (c.logits) {
+          // log p as logits: softmax gives back p, and gradients flow.
+          const sp = tf.softmax(c.logits(x));
+          const dd = tf.max(tf.abs(tf.sub(sp, p)));
+          assert.ok((await dd.data())[0]! < 1e-5);
+          const g = tf.grad((z) => c.logits!(z as Tensor4D).max(1).sum())(x.slice(0, 2));
+          assert.ok((await g.abs().sum().data())[0]! > 0);
+        }
+        tf.dispose([x, p]);
+      } finally {
+        c.dispose();
+      }
+    });
+  }
+
+  test('the four formats agree with each other', () => {
+    assert.equal(probs.size, FORMATS.length);
+    for (const a of FORMATS) {
+      for (const b of FORMATS) {
+        let m = 0;
+        const pa = probs.get(a)!;
+        const pb = probs.get(b)!;
+        for (let i = 0; i < pa.length; i++) m = Math.max(m, Math.abs(pa[i]! - pb[i]!));
+        assert.ok(m <= 1e-5, `${a} vs ${b}: ${m}`);
+      }
+    }
+  });
+
+  test('probabilities declared as logits, NCHW declared for NHWC, no normalisation', async () => {
+    const d = cdecl('onnx');
+    const { reference: _r, ...noRef } = d;
+    await refused({ ...noRef, output: { ...d.output, kind: 'logits' } }, 'output.kind', /already a probability distribution/);
+    await refused({ ...d, input: { ...d.input, layout: 'NCHW' } }, 'input.layout', /\[N, 32, 32, 3\], which is NHWC/);
+    await refused({ ...d, input: { ...d.input, range: '0-1' } }, 'reference', /differ from the reference .*check input\.range/);
+  });
+});
+
