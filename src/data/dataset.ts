@@ -21,6 +21,19 @@ export interface DatasetSplits {
   validation: ImageSet;
   test: ImageSet;
   numClasses: number;
+  /** Class names by label (folder datasets keep them); absent means labels 0..numClasses-1. */
+  classNames?: readonly string[];
+}
+
+/** Image size of a dataset (all splits share it). */
+export function datasetShape(data: DatasetSplits): { height: number; width: number; channels: number } {
+  const { height, width, channels } = data.train;
+  return { height, width, channels };
+}
+
+/** Class name of a label: the dataset's name for it, else the label as a string. */
+export function className(data: Pick<DatasetSplits, 'classNames'>, label: number): string {
+  return data.classNames?.[label] ?? String(label);
 }
 
 export type Rng = () => number;
