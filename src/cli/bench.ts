@@ -13,7 +13,6 @@ import { ModelRegistry } from '../models/registry.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
-import { startLocalBroker } from '../kafka/localBroker.ts';
 import { commandLine } from './train.ts';
 import { benchPng } from '../bench/png.ts';
 
@@ -67,7 +66,7 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
     say(`stream: ${n} records`);
     const samples = await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' });
     let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
-    const local = brokers.length ? null : await startLocalBroker();
+    const local = brokers.length ? null : await (await import('../../tools/localBroker.ts')).startLocalBroker();
     if (local) brokers = local.brokers;
     try {
       stream = await benchStream(brokers, samples, { maxBatchSize: quick ? 64 : 128, latencySeconds: quick ? 3 : 15, partitions: 4 });

@@ -4,7 +4,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
-import { startLocalBroker, type LocalBroker } from '../kafka/localBroker.ts';
+import type { LocalBroker } from '../../tools/localBroker.ts';
 import { loadConfig, checkModelBundles } from '../config/load.ts';
 import { Guard, createLogger } from '../consumer/guard.ts';
 import { loadDataset } from '../data/load.ts';
@@ -33,7 +33,7 @@ export async function runDemo(o: DemoOptions): Promise<StreamSummary> {
   let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
   if (!brokers.length) {
     say('starting a local Kafka broker');
-    broker = await startLocalBroker();
+    broker = await (await import('../../tools/localBroker.ts')).startLocalBroker();
     brokers = broker.brokers;
   }
   try {
