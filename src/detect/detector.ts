@@ -43,10 +43,7 @@ export function scoreKey(pipeline: string, score: string, multi: boolean): strin
 
 function finestSplit(pipelines: Pipeline[]): number {
   let k = 2;
-  for (const p of pipelines) for (const s of p.stages) {
-    const m = /^split(\d+)$/.exec(s.name);
-    if (m) k = Math.max(k, Number(m[1]));
-  }
+  for (const p of pipelines) for (const s of p.stages) k = Math.max(k, s.grid ?? 0);
   return k;
 }
 
