@@ -120,7 +120,6 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
 export function registerBench(program: Command): void {
   program
     .command('bench [suite]')
-    .description('benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path)')
     .option('--quick', 'short run (about a minute) for routine checks')
     .option('--json', 'print one JSON object')
     .option('--out <file>', 'JSON output file')

@@ -1,5 +1,6 @@
 /** `vqguard calibrate` and `vqguard detect-eval`. */
 import type { Command } from 'commander';
+import { datasetOption, dataSeedOption, modelsOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
@@ -20,10 +21,9 @@ const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v
 export function registerDetect(program: Command): void {
   program
     .command('calibrate')
-    .description('set detection thresholds on held-out clean data for a target false-positive rate')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'split seed', '1234')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
     .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
     .option('--fpr <x>', 'target false-positive rate', '0.01')
     .option('--temperature <T>', 'softmax temperature of the JS score', '10')
@@ -54,10 +54,9 @@ export function registerDetect(program: Command): void {
 
   program
     .command('detect-eval')
-    .description('ROC-AUC and TPR at calibrated FPRs for adversarial-input detection')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'split seed', '1234')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
     .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
     .option('--calibration <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')

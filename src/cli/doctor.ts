@@ -59,7 +59,6 @@ export async function doctorReport(brokers?: string[]) {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('report the compute backend, libtensorflow, versions and broker reachability')
     .option('--json', 'print one JSON object')
     .option('--brokers <list>', 'Kafka brokers to check (default: $KAFKA_BROKERS)')
     .action(async (o: { json?: boolean; brokers?: string }) => {

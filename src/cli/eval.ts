@@ -1,5 +1,6 @@
 /** `vqguard eval`: accuracy under attack for the undefended classifier and purification pipelines. */
 import type { Command } from 'commander';
+import { datasetOption, dataSeedOption, modelsOption } from './options.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
@@ -24,10 +25,9 @@ export function parseEps(s: string): number[] {
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('classifier accuracy under attack, undefended and after each pipeline')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'split seed', '1234')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
     .option('--samples <n>', 'test images to use', '1000')
     .option('--eps <list>', 'pixel epsilons', '0,0.1,0.3')
     .option('--pipelines <list>', 'comma-separated pipelines', 'full,split2,split2>full,full>split2')

@@ -5,6 +5,7 @@
  * side by side, writes replay.json / replay.md / scores.png to DIR and prints a summary table.
  */
 import type { Command } from 'commander';
+import { modelsOption } from './options.ts';
 import cliProgress from 'cli-progress';
 import { runReplay, type ReplayProgress } from '../replay/replay.ts';
 import { writeReplayReport, summaryRows, SUMMARY_HEADERS } from '../replay/report.ts';
@@ -94,7 +95,6 @@ function progressReporter(enabled: boolean): { update(p: ReplayProgress): void; 
 export function registerReplay(program: Command): void {
   program
     .command('replay')
-    .description('replay a range of a topic through one or several pipelines (no consumer-group offsets touched) and write a report')
     .requiredOption('--topic <t>', 'input topic to read')
     .option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)')
     .option('--from-offset <n>', 'first offset, every partition (default: the earliest)')
@@ -104,7 +104,7 @@ export function registerReplay(program: Command): void {
     .option('--pipeline <p>', 'pipeline to run (repeat for several, side by side)', (v: string, prev: string[] = []) => [...prev, v], [] as string[])
     .requiredOption('--report <dir>', 'report folder (replay.json, replay.md, scores.png)')
     .option('--output-topic <t>', "republish the first pipeline's guarded records to this topic")
-    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .addOption(modelsOption())
     .option('--batch-size <n>', 'micro-batch size', '64')
     .option('--bins <n>', 'score histogram bins', '40')
     .option('--no-progress', 'no progress output on stderr')

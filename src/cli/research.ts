@@ -1,5 +1,6 @@
 /** `vqguard sweep` (codebook sizes) and `vqguard examples` (image grid). */
 import type { Command } from 'commander';
+import { datasetOption, modelsOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { tf } from '../backend/tf.ts';
@@ -19,9 +20,8 @@ import { parseEps, parseList } from './eval.ts';
 export function registerResearch(program: Command): void {
   program
     .command('sweep')
-    .description('codebook-size sweep (paper Tables 2/3): train one purifier per K, accuracy under FGSM; resumable')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--models <dir>', 'model set with the classifier', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(modelsOption())
     .option('--split <k>', '1 = whole image, 2 = 4-Split tiles', '1')
     .option('--k <list>', 'codebook sizes', '100,200,300,400,500,600,700,800,900,1000')
     .option('--epochs <n>', 'training epochs per K', '3')
@@ -64,9 +64,8 @@ export function registerResearch(program: Command): void {
 
   program
     .command('examples')
-    .description('one PNG grid: clean, adversarial, and each pipeline\'s restoration at a few epsilons (paper Fig. 1/2)')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(modelsOption())
     .option('--pipelines <list>', 'pipelines', 'full,split2,split2>full,full>split2,adv:full')
     .option('--eps <list>', 'epsilons', '0.1,0.2,0.3')
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')

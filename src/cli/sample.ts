@@ -1,5 +1,6 @@
 /** `vqguard produce-sample`: labelled test traffic, part of it attacked, into a topic. */
 import type { Command } from 'commander';
+import { datasetOption, modelsOption } from './options.ts';
 import { Kafka, logLevel, CompressionTypes } from 'kafkajs';
 import { loadDataset } from '../data/load.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
@@ -15,7 +16,6 @@ export function brokersFrom(opt?: string): string[] {
 export function registerSample(program: Command): void {
   program
     .command('produce-sample')
-    .description('produce labelled test images (part attacked) as Avro ImageRecords into a topic')
     .requiredOption('--topic <t>', 'topic')
     .option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)')
     .option('--count <n>', 'records', '100')
@@ -23,8 +23,8 @@ export function registerSample(program: Command): void {
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--eps <x>', 'attack epsilon', '0.1')
     .option('--seed <n>', 'seed', '7')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--models <dir>', 'model set (classifier to attack)', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(modelsOption())
     .action(async (o: Record<string, string>) => {
       const data = loadDataset(o.dataset!);
       const reg = new ModelRegistry(o.models!);

