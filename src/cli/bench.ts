@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { benchBackend } from '../bench/backend.ts';
 import { backendInfo, tfVersion } from '../backend/tf.ts';
-import { formatTable } from './table.ts';
+import { formatTable } from '../report/table.ts';
 import { machineDescription } from '../bench/machine.ts';
 import { benchModel, ceiling } from '../bench/model.ts';
 import { benchStream } from '../bench/stream.ts';

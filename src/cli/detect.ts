@@ -13,7 +13,7 @@ import { evaluateDetection } from '../eval/detection.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 import { commandLine } from './train.ts';
 import { parseEps, parseList } from './eval.ts';
-import { formatTable, markdownTable } from './table.ts';
+import { formatTable, markdownTable } from '../report/table.ts';
 import { rocChart, writeChart } from '../report/plot.ts';
 
 const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v)];

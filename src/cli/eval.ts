@@ -6,7 +6,7 @@ import { take } from '../data/dataset.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { evaluateRobustness } from '../eval/robustness.ts';
 import type { AttackName } from '../attacks/attacks.ts';
-import { formatTable } from './table.ts';
+import { formatTable } from '../report/table.ts';
 import { commandLine } from './train.ts';
 import { writeRobustnessReport } from '../eval/report.ts';
 

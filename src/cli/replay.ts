@@ -12,7 +12,7 @@ import { writeReplayReport, summaryRows, SUMMARY_HEADERS } from '../replay/repor
 import type { RangeSpec } from '../replay/readRange.ts';
 import { brokersFrom } from './sample.ts';
 import { commandLine } from './train.ts';
-import { formatTable } from './table.ts';
+import { formatTable } from '../report/table.ts';
 
 /** ISO-8601 time or milliseconds since the epoch -> ms. */
 export function parseTimeArg(s: string, name = 'time'): number {

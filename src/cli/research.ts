@@ -13,7 +13,7 @@ import { runAttack, type AttackName } from '../attacks/attacks.ts';
 import { batchTensor } from '../train/evaluate.ts';
 import { imageGrid } from '../report/imageGrid.ts';
 import { heatmap, lineChart, writeChart } from '../report/plot.ts';
-import { markdownTable } from './table.ts';
+import { markdownTable } from '../report/table.ts';
 import { commandLine } from './train.ts';
 import { parseEps, parseList } from './eval.ts';
 

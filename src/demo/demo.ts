@@ -13,7 +13,7 @@ import { buildSamples } from '../sample/produceSample.ts';
 import { collectTopic } from '../kafka/collect.ts';
 import { decodeGuardedImage, type GuardedImage } from '../records/avro.ts';
 import { summarise, type StreamSummary } from './summary.ts';
-import { formatTable } from '../cli/table.ts';
+import { formatTable } from '../report/table.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 
 export interface DemoOptions {
