@@ -64,6 +64,7 @@ RUN --mount=type=cache,target=/root/.npm \
 COPY tsconfig.json tsconfig.build.json ./
 COPY src/ ./src/
 COPY tools/ ./tools/
+COPY schemas/ ./schemas/
 RUN npm run build
 
 FROM build-base AS build-cpu
@@ -108,6 +109,7 @@ COPY package.json ./
 COPY bin/ ./bin/
 # Only the product's compiled code (dist/src): the dev tools (dist/tools) stay out of the image.
 COPY --from=build-js /app/dist/src ./dist/src
+COPY --from=build-js /app/dist/schemas ./dist/schemas
 # Baked-in model bundles (mount a volume over /app/models to replace them).
 COPY models/ ./models/
 USER 10001:10001
@@ -134,6 +136,7 @@ COPY package.json ./
 COPY bin/ ./bin/
 # Only the product's compiled code (dist/src): the dev tools (dist/tools) stay out of the image.
 COPY --from=build-js /app/dist/src ./dist/src
+COPY --from=build-js /app/dist/schemas ./dist/schemas
 # Baked-in model bundles (mount a volume over /app/models to replace them).
 COPY models/ ./models/
 USER 10001:10001

@@ -1,7 +1,8 @@
 /** `vqguard bench [backend] [--quick] [--json]`: benchmarks (tables on stdout, JSON under reports/bench/). */
 import type { Command } from 'commander';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { brokersFromEnv } from '../config/schema.ts';
 import { benchBackend } from '../bench/backend.ts';
 import { backendInfo, tfVersion } from '../backend/tf.ts';
 import { formatTable } from '../report/table.ts';
@@ -65,7 +66,7 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
     const n = quick ? 300 : 3000;
     say(`stream: ${n} records`);
     const samples = await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' });
-    let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+    let brokers = brokersFromEnv();
     const local = brokers.length ? null : await (await import('../../tools/localBroker.ts')).startLocalBroker();
     if (local) brokers = local.brokers;
     try {
@@ -117,6 +118,36 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
   process.stdout.write(formatTable(['baseline', 'images/s', 'acc FGSM 0.1', 'acc FGSM 0.3', 'images'], baselines.map((b) => [b.name, b.imagesPerSec, b.accuracyEps01, b.accuracyEps03, b.samples])) + `\nwritten to ${out}\n`);
 }
 
+/** `bench footprint`: idle RSS and start-to-ready of `vqguard run` (src/bench/footprint.ts). */
+async function footprintSuite(o: { json?: boolean; out?: string; bin: string[]; idle: string }): Promise<void> {
+  const { measureFootprint } = await import('../bench/footprint.ts');
+  const { freePort, startLocalBroker } = await import('../../tools/localBroker.ts');
+  let brokers = brokersFromEnv();
+  const local = brokers.length ? null : await startLocalBroker();
+  if (local) brokers = local.brokers;
+  const runs = [];
+  try {
+    for (const bin of o.bin.map((b) => resolve(b))) {
+      const modes: ('default' | 'source')[] = existsSync(join(bin, '..', '..', 'dist', 'src', 'cli', 'main.js')) ? ['default', 'source'] : ['source'];
+      for (const mode of modes) {
+        process.stderr.write(`footprint: ${bin} (${mode})\n`);
+        runs.push(await measureFootprint({ brokers, bin, mode, pipeline: 'split2>full', idleSeconds: Number(o.idle), port: await freePort() }));
+      }
+    }
+  } finally {
+    await local?.stop();
+  }
+  const out = o.out ?? 'reports/bench/footprint.json';
+  write(out, { command: commandLine(), machine: machineDescription(), runs, date: new Date().toISOString() });
+  if (o.json) return void process.stdout.write(JSON.stringify(runs) + '\n');
+  process.stdout.write(formatTable(['launcher', 'mode', 'start to ready s', 'idle RSS MiB', 'JS heap used MiB', 'external MiB'],
+    runs.map((r) => [r.bin, r.mode, r.startToReadyMs / 1000, r.idleRssMiB, r.jsHeapUsedMiB ?? NaN, r.externalMiB ?? NaN])) + '\n\n');
+  for (const r of runs) {
+    process.stdout.write(`RSS by mapping, ${r.bin} (${r.mode}):\n` + formatTable(['mapping', 'MiB'], Object.entries(r.breakdownMiB).filter(([, v]) => v >= 1)) + '\n\n');
+  }
+  process.stdout.write(`written to ${out}\n`);
+}
+
 export function registerBench(program: Command): void {
   program
     .command('bench [suite]')
@@ -125,7 +156,9 @@ export function registerBench(program: Command): void {
     .option('--out <file>', 'JSON output file')
     .option('--no-js', 'backend suite: skip the pure-JS backend')
     .option('--no-stream', 'skip the stream benchmark (no broker needed)')
-    .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean }) => {
+    .option('--bin <launcher...>', 'footprint: launchers to measure (another checkout\'s bin/vqguard.mjs for a before/after)', ['bin/vqguard.mjs'])
+    .option('--idle <n>', 'footprint: seconds idle after /readyz before reading RSS', '5')
+    .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean; bin: string[]; idle: string }) => {
       if (suite === 'backend') await backendSuite(o);
       else if (suite === 'png') {
         const r = await benchPng();
@@ -137,7 +170,8 @@ export function registerBench(program: Command): void {
           ['encode PNG', r.encodeSharpUs, r.encodeFastUs, r.encodeSharpUs / r.encodeFastUs],
         ]) + `\nwritten to ${out}\n`);
       }
+      else if (suite === 'footprint') await footprintSuite(o);
       else if (suite === undefined || suite === 'all') await fullSuite(o);
-      else throw new Error(`unknown bench suite "${suite}": expected backend, png or nothing`);
+      else throw new Error(`unknown bench suite "${suite}": expected backend, png, footprint or nothing`);
     });
 }
