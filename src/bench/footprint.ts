@@ -6,7 +6,7 @@
  * kafkajs buffers), plus the JS heap from the guard's own /metrics.
  * Linux only (/proc).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -24,7 +24,8 @@ export interface FootprintOptions {
 }
 
 export interface FootprintRun {
-  bin: string;
+  /** The measured checkout: its commit (and `+changes` when its tree differs from it). */
+  checkout: string;
   mode: string;
   pipeline: string;
   startToReadyMs: number;
@@ -83,6 +84,13 @@ async function topics(brokers: string[], names: string[]): Promise<void> {
   }
 }
 
+function checkoutOf(dir: string): string {
+  const git = (...a: string[]) => spawnSync('git', ['-C', dir, ...a], { encoding: 'utf8' });
+  const head = git('rev-parse', '--short', 'HEAD').stdout.trim();
+  if (!head) return 'unknown';
+  return git('status', '--porcelain', '--untracked-files=no').stdout.trim() ? `${head}+changes` : head;
+}
+
 export async function measureFootprint(o: FootprintOptions): Promise<FootprintRun> {
   const id = `footprint-${process.pid}-${Date.now().toString(36)}`;
   const t = { input: `${id}.in`, output: `${id}.out`, deadLetter: `${id}.dlq`, alerts: `${id}.alerts` };
@@ -123,7 +131,7 @@ export async function measureFootprint(o: FootprintOptions): Promise<FootprintRu
     const breakdownMiB = rssByMapping(child.pid!);
     const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => '');
     return {
-      bin: o.bin, mode: o.mode, pipeline: o.pipeline, startToReadyMs: Math.round(readyMs), idleRssMiB: Math.round(rss * 10) / 10, breakdownMiB,
+      checkout: checkoutOf(cwd), mode: o.mode, pipeline: o.pipeline, startToReadyMs: Math.round(readyMs), idleRssMiB: Math.round(rss * 10) / 10, breakdownMiB,
       jsHeapUsedMiB: metric(text, 'vqguard_process_nodejs_heap_size_used_bytes'),
       jsHeapTotalMiB: metric(text, 'vqguard_process_nodejs_heap_size_total_bytes'),
       externalMiB: metric(text, 'vqguard_process_nodejs_external_memory_bytes'),
