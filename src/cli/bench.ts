@@ -14,7 +14,7 @@ import { ModelRegistry } from '../models/registry.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
-import { commandLine } from './train.ts';
+import { commandLine } from './options.ts';
 import { benchPng } from '../bench/png.ts';
 
 function write(out: string, obj: unknown): void {

@@ -11,7 +11,7 @@ import { calibrate, defaultCalibrationPath, loadCalibration, saveCalibration } f
 import { calibrationScores } from '../eval/calibrationRun.ts';
 import { evaluateDetection } from '../eval/detection.ts';
 import type { AttackName } from '../attacks/attacks.ts';
-import { commandLine } from './train.ts';
+import { commandLine } from './options.ts';
 import { parseEps, parseList } from './eval.ts';
 import { formatTable, markdownTable } from '../report/table.ts';
 import { rocChart, writeChart } from '../report/plot.ts';

@@ -1,6 +1,7 @@
 /** `vqguard doctor [--json]`: what backend runs, where libtensorflow is, and broker reachability. */
 import type { Command } from 'commander';
 import { createRequire } from 'node:module';
+import { brokersFromEnv } from '../config/schema.ts';
 import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
 
 const require = createRequire(import.meta.url);
@@ -62,7 +63,7 @@ export function registerDoctor(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--brokers <list>', 'Kafka brokers to check (default: $KAFKA_BROKERS)')
     .action(async (o: { json?: boolean; brokers?: string }) => {
-      const list = (o.brokers ?? process.env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+      const list = brokersFromEnv(o.brokers);
       const r = await doctorReport(list);
       if (o.json) {
         process.stdout.write(JSON.stringify(r) + '\n');

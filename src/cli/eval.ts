@@ -7,7 +7,7 @@ import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { evaluateRobustness } from '../eval/robustness.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 import { formatTable } from '../report/table.ts';
-import { commandLine } from './train.ts';
+import { commandLine } from './options.ts';
 import { writeRobustnessReport } from '../eval/report.ts';
 
 export function parseList(s: string): string[] {

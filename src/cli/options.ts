@@ -11,6 +11,11 @@ export const dataSeedOption = (): Option => new Option('--data-seed <n>', 'seed 
 export const modelsOption = (): Option => new Option('--models <dir>', 'model set folder').default('models/mnist');
 export const brokersOption = (): Option => new Option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)');
 
+/** The command line as run, quoted where needed (recorded in reports and bundles). */
+export function commandLine(): string {
+  return ['vqguard', ...process.argv.slice(2)].map((a) => (/[\s>'"]/.test(a) ? `'${a}'` : a)).join(' ');
+}
+
 /** Ranges by option name (attribute), beyond the placeholder's own rule. */
 const RANGES: Record<string, [number, number]> = {
   httpPort: [0, 65535],

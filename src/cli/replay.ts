@@ -10,8 +10,8 @@ import cliProgress from 'cli-progress';
 import { runReplay, type ReplayProgress } from '../replay/replay.ts';
 import { writeReplayReport, summaryRows, SUMMARY_HEADERS } from '../replay/report.ts';
 import type { RangeSpec } from '../replay/readRange.ts';
-import { brokersFrom } from './sample.ts';
-import { commandLine } from './train.ts';
+import { requiredBrokers } from '../config/schema.ts';
+import { commandLine } from './options.ts';
 import { formatTable } from '../report/table.ts';
 
 /** ISO-8601 time or milliseconds since the epoch -> ms. */
@@ -118,7 +118,7 @@ export function registerReplay(program: Command): void {
       let report;
       try {
         report = await runReplay({
-          brokers: brokersFrom(o.brokers),
+          brokers: requiredBrokers(o.brokers),
           topic: o.topic,
           range,
           pipelines,

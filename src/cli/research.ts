@@ -14,7 +14,7 @@ import { batchTensor } from '../train/evaluate.ts';
 import { imageGrid } from '../report/imageGrid.ts';
 import { heatmap, lineChart, writeChart } from '../report/plot.ts';
 import { markdownTable } from '../report/table.ts';
-import { commandLine } from './train.ts';
+import { commandLine } from './options.ts';
 import { parseEps, parseList } from './eval.ts';
 
 export function registerResearch(program: Command): void {

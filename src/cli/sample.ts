@@ -6,12 +6,8 @@ import { loadDataset } from '../data/load.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import type { AttackName } from '../attacks/attacks.ts';
+import { requiredBrokers } from '../config/schema.ts';
 
-export function brokersFrom(opt?: string): string[] {
-  const list = (opt ?? process.env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (!list.length) throw new Error('no Kafka brokers: pass --brokers or set KAFKA_BROKERS');
-  return list;
-}
 
 export function registerSample(program: Command): void {
   program
@@ -32,7 +28,7 @@ export function registerSample(program: Command): void {
       const records = await buildSamples(data.test, reg.classifier(), {
         count: Number(o.count), adversarialRatio: Number(o.adversarialRatio), attack: o.attack as AttackName, eps: Number(o.eps), seed: Number(o.seed),
       });
-      const kafka = new Kafka({ clientId: 'vqguard-produce-sample', brokers: brokersFrom(o.brokers), logLevel: logLevel.WARN });
+      const kafka = new Kafka({ clientId: 'vqguard-produce-sample', brokers: requiredBrokers(o.brokers), logLevel: logLevel.WARN });
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       for (let i = 0; i < records.length; i += 500) {

@@ -1,6 +1,7 @@
 /** `vqguard train classifier|purifier`: trains and writes a model bundle. */
 import type { Command } from 'commander';
 import { datasetOption, dataSeedOption } from './options.ts';
+import { commandLine } from './options.ts';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
 import { limitTrain } from '../data/dataset.ts';
@@ -11,10 +12,6 @@ import { trainPurifier } from '../train/trainPurifier.ts';
 import { backendInfo } from '../backend/tf.ts';
 import { canonicalDataset, purifierDirName } from '../models/registry.ts';
 import { trainGenerator } from '../baselines/trainGenerator.ts';
-
-export function commandLine(): string {
-  return ['vqguard', ...process.argv.slice(2)].map((a) => (/[\s>'"]/.test(a) ? `'${a}'` : a)).join(' ');
-}
 
 const log = (line: string) => process.stderr.write(line + '\n');
 

@@ -48,6 +48,13 @@ export function brokersFromEnv(opt?: string, env: NodeJS.ProcessEnv = process.en
   return parseBrokerList(opt ?? env.KAFKA_BROKERS);
 }
 
+/** As brokersFromEnv, but none is an error. */
+export function requiredBrokers(opt?: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const list = brokersFromEnv(opt, env);
+  if (!list.length) throw new Error('no Kafka brokers: pass --brokers or set KAFKA_BROKERS');
+  return list;
+}
+
 export class ConfigError extends Error {
   constructor(
     readonly problems: string[],

@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import type { LocalBroker } from '../../tools/localBroker.ts';
+import { brokersFromEnv } from '../config/schema.ts';
 import { loadConfig, checkModelBundles } from '../config/load.ts';
 import { Guard, createLogger } from '../consumer/guard.ts';
 import { loadDataset } from '../data/load.ts';
@@ -30,7 +31,7 @@ export interface DemoOptions {
 export async function runDemo(o: DemoOptions): Promise<StreamSummary> {
   const say = (s: string) => process.stderr.write(`demo: ${s}\n`);
   let broker: LocalBroker | null = null;
-  let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+  let brokers = brokersFromEnv();
   if (!brokers.length) {
     say('starting a local Kafka broker');
     broker = await (await import('../../tools/localBroker.ts')).startLocalBroker();

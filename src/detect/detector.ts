@@ -9,6 +9,7 @@ import type { Pipeline } from '../purify/pipeline.ts';
 import { argmax, baseScores, softmax, BASE_SCORES } from './scores.ts';
 import { combinedScore } from './combine.ts';
 import type { Calibration } from './calibration.ts';
+import type { Verdict } from '../records/avro.ts';
 
 export interface RawScores {
   scores: Record<string, number>[];
@@ -20,16 +21,8 @@ export interface RawScores {
   purified: Float32Array;
 }
 
-export interface Verdict {
-  flagged: boolean;
-  score: number;
-  threshold: number;
-  scores: Record<string, number>;
-  labelBefore: number;
-  labelAfter: number;
-  confidenceBefore: number;
-  confidenceAfter: number;
-}
+/** The one Verdict type: the wire record's (records/avro.ts, io.vqguard.GuardedImage's verdict). */
+export type { Verdict } from '../records/avro.ts';
 
 export interface DetectorOptions {
   temperature: number;
