@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -71,9 +71,16 @@ test('vqguard run loads TensorFlow but none of the lab (vega, cli-progress, the 
 });
 
 test('usage errors exit 2 before any work: bad numbers, unknown options', { timeout: 120_000 }, () => {
-  for (const args of [['eval', '--samples', 'abc'], ['eval', '--bogus'], ['train', 'classifier', '--epochs', 'abc'], ['run', '--config', 'x', '--http-port', '70000']]) {
+  const out = join(mkdtempSync(join(tmpdir(), 'vqguard-usage-')), 'bundle');
+  for (const args of [['eval', '--samples', 'abc'], ['eval', '--bogus'], ['train', 'classifier', '--epochs', 'abc', '--out', out], ['train', 'purifier', '--split', '0', '--out', out], ['run', '--config', 'x', '--http-port', '70000']]) {
     const r = spawnSync(process.execPath, ['bin/vqguard.mjs', ...args], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /error: /);
+    assert.match(r.stderr, /error: (option|unknown option)/);
+    assert.equal(existsSync(out), false, 'nothing written');
   }
+});
+
+test('--version is the package version', { timeout: 30_000 }, () => {
+  const r = spawnSync(process.execPath, ['bin/vqguard.mjs', '--version'], { encoding: 'utf8' });
+  assert.equal(r.stdout.trim(), (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version);
 });

@@ -14,7 +14,7 @@ import { ModelRegistry } from '../models/registry.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
-import { commandLine } from './options.ts';
+import { commandLine, jsonOption } from './options.ts';
 import { benchPng } from '../bench/png.ts';
 
 function write(out: string, obj: unknown): void {
@@ -153,7 +153,7 @@ export function registerBench(program: Command): void {
   program
     .command('bench [suite]')
     .option('--quick', 'short run (about a minute) for routine checks')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .option('--out <file>', 'JSON output file')
     .option('--no-js', 'backend suite: skip the pure-JS backend')
     .option('--no-stream', 'skip the stream benchmark (no broker needed)')

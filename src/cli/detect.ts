@@ -1,6 +1,6 @@
 /** `vqguard calibrate` and `vqguard detect-eval`. */
 import type { Command } from 'commander';
-import { datasetOption, dataSeedOption, modelsOption } from './options.ts';
+import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
@@ -11,7 +11,6 @@ import { calibrate, defaultCalibrationPath, loadCalibration, saveCalibration } f
 import { calibrationScores } from '../eval/calibrationRun.ts';
 import { evaluateDetection } from '../eval/detection.ts';
 import type { AttackName } from '../attacks/attacks.ts';
-import { commandLine } from './options.ts';
 import { parseEps, parseList } from './eval.ts';
 import { formatTable, markdownTable } from '../report/table.ts';
 import { rocChart, writeChart } from '../report/plot.ts';
@@ -62,9 +61,9 @@ export function registerDetect(program: Command): void {
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--steps <n>', 'PGD steps', '40')
     .option('--eps <list>', 'pixel epsilons', '0.05,0.1,0.3')
-    .option('--samples <n>', 'test images', '1000')
+    .addOption(samplesOption())
     .option('--report <dir>', 'also write JSON, Markdown and ROC plots here')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .action(async (o: Record<string, string | string[] | boolean>) => {
       const attack = String(o.attack) as AttackName;
       if (attack !== 'fgsm' && attack !== 'pgd') throw new Error(`detect-eval attacks: fgsm or pgd, got "${attack}"`);

@@ -1,5 +1,6 @@
 /** `vqguard doctor [--json]`: what backend runs, where libtensorflow is, and broker reachability. */
 import type { Command } from 'commander';
+import { jsonOption } from './options.ts';
 import { createRequire } from 'node:module';
 import { brokersFromEnv } from '../config/schema.ts';
 import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
@@ -60,7 +61,7 @@ export async function doctorReport(brokers?: string[]) {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .option('--brokers <list>', 'Kafka brokers to check (default: $KAFKA_BROKERS)')
     .action(async (o: { json?: boolean; brokers?: string }) => {
       const list = brokersFromEnv(o.brokers);

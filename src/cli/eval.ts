@@ -1,13 +1,12 @@
 /** `vqguard eval`: accuracy under attack for the undefended classifier and purification pipelines. */
 import type { Command } from 'commander';
-import { datasetOption, dataSeedOption, modelsOption } from './options.ts';
+import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, samplesOption } from './options.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { evaluateRobustness } from '../eval/robustness.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 import { formatTable } from '../report/table.ts';
-import { commandLine } from './options.ts';
 import { writeRobustnessReport } from '../eval/report.ts';
 
 export function parseList(s: string): string[] {
@@ -28,7 +27,7 @@ export function registerEval(program: Command): void {
     .addOption(datasetOption())
     .addOption(dataSeedOption())
     .addOption(modelsOption())
-    .option('--samples <n>', 'test images to use', '1000')
+    .addOption(samplesOption())
     .option('--eps <list>', 'pixel epsilons', '0,0.1,0.3')
     .option('--pipelines <list>', 'comma-separated pipelines', 'full,split2,split2>full,full>split2')
     .option('--attack <name>', 'fgsm | pgd | bpda', 'fgsm')
@@ -37,7 +36,7 @@ export function registerEval(program: Command): void {
     .option('--report <dir>', 'also write <dir>/<name>.json, .md and .png (plot)')
     .option('--name <name>', 'report file name (default: the attack)')
     .option('--title <text>', 'plot title')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .option('--allow-dataset-mismatch', 'evaluate models trained on another dataset (same image shape)')
     .action(async (o: Record<string, string | boolean>) => {
       const attack = String(o.attack) as AttackName;

@@ -11,6 +11,20 @@ export const dataSeedOption = (): Option => new Option('--data-seed <n>', 'seed 
 export const modelsOption = (): Option => new Option('--models <dir>', 'model set folder').default('models/mnist');
 export const brokersOption = (): Option => new Option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)');
 
+export const jsonOption = (): Option => new Option('--json', 'print one JSON object');
+export const samplesOption = (dflt = '1000'): Option => new Option('--samples <n>', 'test images').default(dflt);
+
+/** The training options every trainer takes: --dataset, --data-seed, --seed, --epochs, --batch-size, --lr. */
+export function addTrainingOptions(cmd: Command, d: { epochs: string; batchHelp?: string }): Command {
+  return cmd
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(new Option('--seed <n>', 'training seed').default('1'))
+    .addOption(new Option('--epochs <n>', 'epochs').default(d.epochs))
+    .addOption(new Option('--batch-size <n>', d.batchHelp ?? 'batch size').default('64'))
+    .addOption(new Option('--lr <x>', 'learning rate (Adam)').default('0.001'));
+}
+
 /** The command line as run, quoted where needed (recorded in reports and bundles). */
 export function commandLine(): string {
   return ['vqguard', ...process.argv.slice(2)].map((a) => (/[\s>'"]/.test(a) ? `'${a}'` : a)).join(' ');

@@ -5,13 +5,12 @@
  * side by side, writes replay.json / replay.md / scores.png to DIR and prints a summary table.
  */
 import type { Command } from 'commander';
-import { modelsOption } from './options.ts';
+import { commandLine, modelsOption } from './options.ts';
 import cliProgress from 'cli-progress';
 import { runReplay, type ReplayProgress } from '../replay/replay.ts';
 import { writeReplayReport, summaryRows, SUMMARY_HEADERS } from '../replay/report.ts';
 import type { RangeSpec } from '../replay/readRange.ts';
 import { requiredBrokers } from '../config/schema.ts';
-import { commandLine } from './options.ts';
 import { formatTable } from '../report/table.ts';
 
 /** ISO-8601 time or milliseconds since the epoch -> ms. */

@@ -1,6 +1,6 @@
 /** `vqguard sweep` (codebook sizes) and `vqguard examples` (image grid). */
 import type { Command } from 'commander';
-import { datasetOption, modelsOption } from './options.ts';
+import { commandLine, datasetOption, modelsOption, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { tf } from '../backend/tf.ts';
@@ -14,7 +14,6 @@ import { batchTensor } from '../train/evaluate.ts';
 import { imageGrid } from '../report/imageGrid.ts';
 import { heatmap, lineChart, writeChart } from '../report/plot.ts';
 import { markdownTable } from '../report/table.ts';
-import { commandLine } from './options.ts';
 import { parseEps, parseList } from './eval.ts';
 
 export function registerResearch(program: Command): void {
@@ -27,7 +26,7 @@ export function registerResearch(program: Command): void {
     .option('--epochs <n>', 'training epochs per K', '3')
     .option('--seed <n>', 'training seed', '1')
     .option('--eps <list>', 'FGSM pixel epsilons', '0,0.05,0.1,0.2,0.3')
-    .option('--samples <n>', 'test images', '1000')
+    .addOption(samplesOption())
     .option('--work <dir>', 'where trained sweep bundles are kept (not committed)', '.cache/sweep')
     .option('--report <dir>', 'report folder', 'reports/paper')
     .action(async (o: Record<string, string>) => {

@@ -1,7 +1,6 @@
 /** `vqguard train classifier|purifier`: trains and writes a model bundle. */
 import type { Command } from 'commander';
-import { datasetOption, dataSeedOption } from './options.ts';
-import { commandLine } from './options.ts';
+import { addTrainingOptions, commandLine } from './options.ts';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
 import { limitTrain } from '../data/dataset.ts';
@@ -21,14 +20,7 @@ function datasetMeta(data: ReturnType<typeof loadDataset>, seed: number) {
 
 export function registerTrain(program: Command): void {
   const train = program.command('train');
-  train
-    .command('classifier')
-    .addOption(datasetOption())
-    .addOption(dataSeedOption())
-    .option('--seed <n>', 'training seed', '1')
-    .option('--epochs <n>', 'epochs', '20')
-    .option('--batch-size <n>', 'batch size', '64')
-    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+  addTrainingOptions(train.command('classifier').description('the classifier the detector and the evaluations use'), { epochs: '20' })
     .option('--shift <n>', 'max random shift in pixels (augmentation)', '2')
     .option('--dropout <x>', 'dropout before the last layer', '0.3')
     .option('--lr-schedule <s>', 'cosine (decay to 0 over the epochs) or constant', 'cosine')
@@ -50,16 +42,9 @@ export function registerTrain(program: Command): void {
       });
       log(`classifier: test accuracy ${r.metrics.testAccuracy.toFixed(4)} (best epoch ${r.metrics.bestEpoch}), ${r.seconds.toFixed(1)} s -> ${o.out}`);
     });
-  train
-    .command('purifier')
-    .addOption(datasetOption())
-    .addOption(dataSeedOption())
-    .option('--seed <n>', 'training seed', '1')
+  addTrainingOptions(train.command('purifier').description('a VQ-VAE purifier, whole image or k x k tiles'), { epochs: '15', batchHelp: 'batch size (images; tiles are k*k times more)' })
     .option('--split <k>', 'train on the tiles of a k x k split (1 = whole image)', '1')
     .option('--codebook <K>', 'codebook size (default 900 whole, 300 tiles)')
-    .option('--epochs <n>', 'epochs', '15')
-    .option('--batch-size <n>', 'batch size (images; tiles are k*k times more)', '64')
-    .option('--lr <x>', 'learning rate (Adam)', '0.001')
     .option('--adversarial-training', 'Defense-VAE style: attacked inputs (FGSM/PGD, random eps), clean targets')
     .option('--classifier <dir>', 'classifier bundle for adversarial training', 'models/mnist/classifier')
     .option('--adv-fraction <x>', 'share of each batch attacked', '0.5')
@@ -98,15 +83,7 @@ export function registerTrain(program: Command): void {
       });
       log(`purifier split${split}${adv ? ' (adversarial)' : ''}: test MSE ${r.metrics.testMse.toFixed(5)}, perplexity ${r.metrics.perplexity.toFixed(1)}, codes used ${r.metrics.codesUsed}, ${r.seconds.toFixed(1)} s -> ${out}`);
     });
-  train
-    .command('generator')
-    .description('the Defense-GAN-style baseline generator (a VAE decoder)')
-    .addOption(datasetOption())
-    .addOption(dataSeedOption())
-    .option('--seed <n>', 'training seed', '1')
-    .option('--epochs <n>', 'epochs', '10')
-    .option('--batch-size <n>', 'batch size', '64')
-    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+  addTrainingOptions(train.command('generator').description('the Defense-GAN-style baseline generator (a VAE decoder)'), { epochs: '10' })
     .option('--latent <n>', 'latent dimension', '32')
     .option('--out <dir>', 'bundle folder', 'models/mnist/generator')
     .action((o: Record<string, string>) => {
