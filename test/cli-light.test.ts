@@ -57,7 +57,7 @@ test('config check names every problem, bundles included (bits1 + median2 are va
   assert.match(r.stderr, /topics\[0\]\.models: model directory .*models\/none does not exist/);
 });
 
-test('vqguard run loads TensorFlow but none of the lab (vega, cli-progress, the dev broker)', { timeout: 120_000 }, () => {
+test('vqguard run loads TensorFlow but none of the lab (vega, cli-progress, the dev broker), nor sharp at start', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'vqguard-run-'));
   const file = join(dir, 'guard.yaml');
   // Models that do not exist: run stops after its whole module graph is loaded, before any broker.
@@ -68,6 +68,7 @@ test('vqguard run loads TensorFlow but none of the lab (vega, cli-progress, the 
   assert.ok(r.loaded.some((u) => /tfjs-node/.test(u)), 'run loads the backend');
   assert.ok(r.loaded.some((u) => /kafkajs/.test(u)), 'run loads kafkajs');
   assert.deepEqual(r.loaded.filter((u) => LAB.test(u)), []);
+  assert.deepEqual(r.loaded.filter((u) => /[/\\]sharp[/\\]|@img[/\\]sharp/.test(u)), [], 'sharp waits for the first image the PNG fast path cannot take');
 });
 
 test('usage errors exit 2 before any work: bad numbers, unknown options', { timeout: 120_000 }, () => {

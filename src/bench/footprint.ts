@@ -30,6 +30,9 @@ export interface FootprintRun {
   pipeline: string;
   startToReadyMs: number;
   idleRssMiB: number;
+  /** From smaps_rollup: clean file pages (mostly libtensorflow's code, shared and reclaimable) vs private dirty memory. */
+  cleanFileMiB: number;
+  privateDirtyMiB: number;
   /** RSS by what is mapped, MiB, largest first. */
   breakdownMiB: Record<string, number>;
   jsHeapUsedMiB: number | null;
@@ -62,6 +65,13 @@ export function rssByMapping(pid: number): Record<string, number> {
     if (m) out[key] = (out[key] ?? 0) + Number(m[1]) / 1024;
   }
   return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+}
+
+function rollup(pid: number): { cleanFileMiB: number; privateDirtyMiB: number } {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  const r = (v: number) => Math.round((v / 1024) * 10) / 10;
+  return { cleanFileMiB: r(kb('Shared_Clean') + kb('Private_Clean')), privateDirtyMiB: r(kb('Private_Dirty')) };
 }
 
 function vmRssMiB(pid: number): number {
@@ -129,9 +139,10 @@ export async function measureFootprint(o: FootprintOptions): Promise<FootprintRu
     await new Promise((r) => setTimeout(r, o.idleSeconds * 1000));
     const rss = vmRssMiB(child.pid!);
     const breakdownMiB = rssByMapping(child.pid!);
+    const { cleanFileMiB, privateDirtyMiB } = rollup(child.pid!);
     const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => '');
     return {
-      checkout: checkoutOf(cwd), mode: o.mode, pipeline: o.pipeline, startToReadyMs: Math.round(readyMs), idleRssMiB: Math.round(rss * 10) / 10, breakdownMiB,
+      checkout: checkoutOf(cwd), mode: o.mode, pipeline: o.pipeline, startToReadyMs: Math.round(readyMs), idleRssMiB: Math.round(rss * 10) / 10, cleanFileMiB, privateDirtyMiB, breakdownMiB,
       jsHeapUsedMiB: metric(text, 'vqguard_process_nodejs_heap_size_used_bytes'),
       jsHeapTotalMiB: metric(text, 'vqguard_process_nodejs_heap_size_total_bytes'),
       externalMiB: metric(text, 'vqguard_process_nodejs_external_memory_bytes'),

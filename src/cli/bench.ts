@@ -141,8 +141,8 @@ async function footprintSuite(o: { json?: boolean; out?: string; bin: string[]; 
   const command = `vqguard bench footprint${o.bin.length > 1 ? ' --bin bin/vqguard.mjs <the main checkout>/bin/vqguard.mjs' : ''}`;
   write(out, { command, machine: machineDescription(), runs, date: new Date().toISOString() });
   if (o.json) return void process.stdout.write(JSON.stringify(runs) + '\n');
-  process.stdout.write(formatTable(['checkout', 'mode', 'start to ready s', 'idle RSS MiB', 'JS heap used MiB', 'external MiB'],
-    runs.map((r) => [r.checkout, r.mode, r.startToReadyMs / 1000, r.idleRssMiB, r.jsHeapUsedMiB ?? NaN, r.externalMiB ?? NaN])) + '\n\n');
+  process.stdout.write(formatTable(['checkout', 'mode', 'start to ready s', 'idle RSS MiB', 'clean file pages MiB', 'private dirty MiB', 'JS heap used MiB'],
+    runs.map((r) => [r.checkout, r.mode, r.startToReadyMs / 1000, r.idleRssMiB, r.cleanFileMiB, r.privateDirtyMiB, r.jsHeapUsedMiB ?? NaN])) + '\n\n');
   for (const r of runs) {
     process.stdout.write(`RSS by mapping, ${r.checkout} (${r.mode}):\n` + formatTable(['mapping', 'MiB'], Object.entries(r.breakdownMiB).filter(([, v]) => v >= 1)) + '\n\n');
   }

@@ -13,7 +13,7 @@
  *   4. decoding with failOn 'error' (truncated or corrupt data: corrupt_image).
  * Details never contain image bytes.
  */
-import sharp from 'sharp';
+import type sharp from 'sharp';
 import { decodePngFast, encodePngFast } from './png.ts';
 import { sniffImage, type SniffedFormat } from '../records/input.ts';
 import { cleanDetail, type Failure, type ReasonCode } from '../records/reasons.ts';
@@ -56,6 +56,12 @@ export type DecodeImageResult = DecodedImage | Failure<DecodeImageReason>;
 
 const EIGHT_BIT_DEPTHS = new Set(['uchar', 'char']);
 
+let sharpLoaded: typeof sharp | undefined;
+/** sharp (libvips) is loaded on first use: a stream the PNG fast path handles never loads it. */
+async function loadSharp(): Promise<typeof sharp> {
+  return (sharpLoaded ??= (await import('sharp')).default);
+}
+
 export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePolicy> = {}): Promise<DecodeImageResult> {
   const policy: ImagePolicy = { ...DEFAULT_IMAGE_POLICY, ...policyIn };
   const fail = (reason: DecodeImageReason, detail: string): Failure<DecodeImageReason> => ({ ok: false, reason, detail });
@@ -84,8 +90,9 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   const options: sharp.SharpOptions = { limitInputPixels: policy.maxPixels, failOn: 'error', autoOrient: true };
 
   let meta: sharp.Metadata;
+  const vips = await loadSharp();
   try {
-    meta = await sharp(input, options).metadata();
+    meta = await vips(input, options).metadata();
   } catch (e) {
     return mapSharpError(e, policy, format);
   }
@@ -114,7 +121,7 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   let data: Buffer;
   let info: sharp.OutputInfo;
   try {
-    let p = sharp(input, options);
+    let p = vips(input, options);
     if (meta.hasAlpha) p = p.flatten({ background: '#000000' });
     if (resize) p = p.resize(tw, th, { fit: policy.resize as 'fill' | 'contain' | 'cover', position: 'centre', background: '#000000' });
     p = p.toColourspace(policy.colour === 'grey' ? 'b-w' : 'srgb');
@@ -180,7 +187,7 @@ export async function encodeImage(
     raw[i] = Math.round(Math.min(1, Math.max(0, v)) * 255);
   }
   if (format === 'png' && (channels === 1 || channels === 3)) return encodePngFast(raw, width, height, channels);
-  const p = sharp(raw, { raw: { width, height, channels } });
+  const p = (await loadSharp())(raw, { raw: { width, height, channels } });
   switch (format) {
     case 'png':
       return p.png().toBuffer();
