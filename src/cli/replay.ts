@@ -5,7 +5,7 @@
  * side by side, writes replay.json / replay.md / scores.png to DIR and prints a summary table.
  */
 import type { Command } from 'commander';
-import { commandLine, modelsOption } from './options.ts';
+import { commandLine, modelsOption, pipelineHelp } from './options.ts';
 import cliProgress from 'cli-progress';
 import { runReplay, type ReplayProgress } from '../replay/replay.ts';
 import { writeReplayReport, summaryRows, SUMMARY_HEADERS } from '../replay/report.ts';
@@ -100,7 +100,7 @@ export function registerReplay(program: Command): void {
     .option('--from-time <t>', 'first record at or after this time (ISO-8601 or epoch ms)')
     .option('--to-offset <n>', 'last offset, inclusive, every partition (default: the latest at start)')
     .option('--to-time <t>', 'last records at or before this time (ISO-8601 or epoch ms)')
-    .option('--pipeline <p>', 'pipeline to run (repeat for several, side by side)', (v: string, prev: string[] = []) => [...prev, v], [] as string[])
+    .option('--pipeline <p>', pipelineHelp('pipeline to run (repeat for several, side by side)'), (v: string, prev: string[] = []) => [...prev, v], [] as string[])
     .requiredOption('--report <dir>', 'report folder (replay.json, replay.md, scores.png)')
     .option('--output-topic <t>', "republish the first pipeline's guarded records to this topic")
     .addOption(modelsOption())

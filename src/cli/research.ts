@@ -1,6 +1,6 @@
 /** `vqguard sweep` (codebook sizes) and `vqguard examples` (image grid). */
 import type { Command } from 'commander';
-import { commandLine, datasetOption, modelsOption, samplesOption } from './options.ts';
+import { commandLine, datasetOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { tf } from '../backend/tf.ts';
@@ -65,7 +65,7 @@ export function registerResearch(program: Command): void {
     .command('examples')
     .addOption(datasetOption())
     .addOption(modelsOption())
-    .option('--pipelines <list>', 'pipelines', 'full,split2,split2>full,full>split2,adv:full')
+    .option('--pipelines <list>', pipelineHelp('comma-separated pipelines'), 'full,split2,split2>full,full>split2,adv:full')
     .option('--eps <list>', 'epsilons', '0.1,0.2,0.3')
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--images <n>', 'images per epsilon', '2')
