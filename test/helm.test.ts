@@ -525,6 +525,9 @@ describe('Dockerfile (static checks: no Docker engine here)', () => {
       assert.ok(body.some((l) => /^WORKDIR \/app$/.test(l)));
       assert.ok(body.some((l) => /HOME=\/tmp/.test(l) && /TMPDIR=\/tmp/.test(l)), 'writes go to /tmp');
       assert.ok(body.some((l) => /^COPY --from=build-\w+ \/app\/node_modules/.test(l)));
+      // The compiled product only: no TypeScript sources, no dev tools.
+      assert.ok(body.includes('COPY --from=build-js /app/dist/src ./dist/src'));
+      assert.ok(!body.some((l) => /^COPY (src|tools)\//.test(l)));
     });
   }
 

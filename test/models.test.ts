@@ -8,7 +8,9 @@ import type { Tensor1D, Tensor4D } from '@tensorflow/tfjs-node';
 import { VqVae } from '../src/purify/vqvae.ts';
 import { defaultVqVaeConfig } from '../src/purify/vqvaeConfig.ts';
 import { splitTiles, stitchTiles } from '../src/purify/split.ts';
-import { composePipeline, parsePipeline, vqStage, type Stage } from '../src/purify/pipeline.ts';
+import { composePipeline, type Stage } from '../src/purify/pipeline.ts';
+import { parsePipeline } from '../src/purify/stages/index.ts';
+import { vqStage } from '../src/purify/stages/vqvae.ts';
 import { Classifier, defaultClassifierConfig } from '../src/detect/classifier.ts';
 import { fgsm, inputGradient, pgd } from '../src/attacks/attacks.ts';
 import { saveBundle, loadBundle, BundleError } from '../src/models/bundle.ts';
@@ -43,9 +45,9 @@ test('RGB inputs round-trip too', () => {
 test('split then stitch is the exact identity, for divisible and non-divisible sizes', () => {
   for (const [h, w, k] of [[28, 28, 2], [28, 28, 4], [28, 28, 3], [13, 17, 2], [28, 28, 1]] as const) {
     const x = tf.randomUniform([3, h, w, 2], 0, 1, 'float32', 7) as Tensor4D;
-    const tiles = splitTiles(x, k);
+    const tiles = splitTiles(tf, x, k);
     assert.equal(tiles.shape[0], 3 * k * k);
-    const back = stitchTiles(tiles, k, h, w);
+    const back = stitchTiles(tf, tiles, k, h, w);
     assert.deepEqual(Array.from(back.dataSync()), Array.from(x.dataSync()), `${h}x${w} k=${k}`);
     tf.dispose([x, tiles, back]);
   }
@@ -54,7 +56,7 @@ test('split then stitch is the exact identity, for divisible and non-divisible s
 test('a split stage with an identity purifier is the identity, and tiles are placed in order', () => {
   const identity: Stage = { name: 'id', apply: (x) => x.clone(), flopsPerImage: () => 0 };
   const x = tf.tensor4d(Array.from({ length: 16 }, (_, i) => i), [1, 4, 4, 1]);
-  const tiles = splitTiles(x, 2);
+  const tiles = splitTiles(tf, x, 2);
   // Top-left tile holds pixels 0,1,4,5; top-right 2,3,6,7.
   assert.deepEqual(Array.from(tiles.slice([0], [1]).dataSync()), [0, 1, 4, 5]);
   assert.deepEqual(Array.from(tiles.slice([1], [1]).dataSync()), [2, 3, 6, 7]);
@@ -63,11 +65,17 @@ test('a split stage with an identity purifier is the identity, and tiles are pla
 });
 
 test('pipeline specs parse; unknown stages are clear errors', () => {
-  assert.deepEqual(parsePipeline('split2>full'), [{ kind: 'split', k: 2 }, { kind: 'split', k: 1 }]);
-  assert.deepEqual(parsePipeline('split4>split2>full').map((s) => (s.kind === 'split' ? s.k : -1)), [4, 2, 1]);
+  const opts = (spec: string) => parsePipeline(spec).stages.map((s) => [s.kind.kind, s.options]);
+  assert.deepEqual(opts('split2>full'), [['vqvae', { k: 2 }], ['vqvae', { k: 1 }]]);
+  assert.deepEqual(opts('split4>split2>full').map(([, o]) => (o as { k: number }).k), [4, 2, 1]);
+  assert.deepEqual(opts('adv:bits1>median2'), [['bits', { n: 1 }], ['median', { k: 2 }]]);
+  assert.deepEqual(opts('defensegan>defensegan-L50-R3'), [['defensegan', { steps: 200, restarts: 10 }], ['defensegan', { steps: 50, restarts: 3 }]]);
+  assert.equal(parsePipeline('adv:full').variant, 'adv');
+  assert.throws(() => parsePipeline('split0'), /pipeline stage "split0": k .*greater than or equal to 1/);
+  assert.throws(() => parsePipeline('bits9'), /pipeline stage "bits9": n .*less than or equal to 8.*bits<n>/);
   assert.throws(() => parsePipeline('spilt2'), /unknown pipeline stage "spilt2"/);
   assert.throws(() => parsePipeline('full>'), /empty stage/);
-  assert.throws(() => vqStage(2, small(28, 28, 1)), /trained for split 2/);
+  assert.throws(() => vqStage(tf, 2, small(28, 28, 1)), /trained for split 2/);
 });
 
 function tinyClassifier() {

@@ -17,7 +17,7 @@ import {
 import { parseConfig } from '../src/config/schema.ts';
 import { Guard, createLogger } from '../src/consumer/guard.ts';
 import type { AlertEvent } from '../src/consumer/processChunk.ts';
-import { freePort, startLocalBroker, type LocalBroker } from '../src/kafka/localBroker.ts';
+import { freePort, startLocalBroker, type LocalBroker } from '../tools/localBroker.ts';
 import { decodeImageRecord } from '../src/records/avro.ts';
 import type { SampleRecord } from '../src/sample/produceSample.ts';
 

@@ -12,7 +12,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startLocalBroker, type LocalBroker } from '../src/kafka/localBroker.ts';
+import { startLocalBroker, type LocalBroker } from '../tools/localBroker.ts';
 import { createTopics } from './helpers/broker.ts';
 import {
   collect, coverage, decodeResults, guardTopics, httpGet, killIfRunning, LogSink, produce, rawConfig, REPO, samples, startCli, waitFor, within,

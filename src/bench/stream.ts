@@ -9,6 +9,7 @@ import { Guard, createLogger } from '../consumer/guard.ts';
 import type { ChunkResult } from '../consumer/processChunk.ts';
 import type { SampleRecord } from '../sample/produceSample.ts';
 import { chunk } from '../consumer/offsets.ts';
+import { percentile } from '../report/stats.ts';
 
 export interface StreamBenchResult {
   records: number;
@@ -21,10 +22,6 @@ export interface StreamBenchResult {
   batchComputeMs: number;
 }
 
-function pct(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
-}
 
 async function createTopics(kafka: Kafka, topics: string[], partitions: number): Promise<void> {
   const admin = kafka.admin();
@@ -168,7 +165,7 @@ export async function benchStream(brokers: string[], records: SampleRecord[], o:
     await run.finished;
     const lat: number[] = [];
     for (const c of run.chunks) for (const ts of c.r.timestamps) lat.push(c.at - ts);
-    latency.push({ offeredPerSec: rate, achievedPerSec: n / ((performance.now() - t0) / 1000), p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99), records: lat.length });
+    latency.push({ offeredPerSec: rate, achievedPerSec: n / ((performance.now() - t0) / 1000), p50Ms: percentile(lat, 0.5), p99Ms: percentile(lat, 0.99), records: lat.length });
   }
   return {
     records: records.length,

@@ -1,10 +1,11 @@
 /** `vqguard bench [backend] [--quick] [--json]`: benchmarks (tables on stdout, JSON under reports/bench/). */
 import type { Command } from 'commander';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { brokersFromEnv } from '../config/schema.ts';
 import { benchBackend } from '../bench/backend.ts';
 import { backendInfo, tfVersion } from '../backend/tf.ts';
-import { formatTable } from './table.ts';
+import { formatTable } from '../report/table.ts';
 import { machineDescription } from '../bench/machine.ts';
 import { benchModel, ceiling } from '../bench/model.ts';
 import { benchStream } from '../bench/stream.ts';
@@ -13,8 +14,7 @@ import { ModelRegistry } from '../models/registry.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
-import { startLocalBroker } from '../kafka/localBroker.ts';
-import { commandLine } from './train.ts';
+import { commandLine, jsonOption } from './options.ts';
 import { benchPng } from '../bench/png.ts';
 
 function write(out: string, obj: unknown): void {
@@ -66,8 +66,8 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
     const n = quick ? 300 : 3000;
     say(`stream: ${n} records`);
     const samples = await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' });
-    let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
-    const local = brokers.length ? null : await startLocalBroker();
+    let brokers = brokersFromEnv();
+    const local = brokers.length ? null : await (await import('../../tools/localBroker.ts')).startLocalBroker();
     if (local) brokers = local.brokers;
     try {
       stream = await benchStream(brokers, samples, { maxBatchSize: quick ? 64 : 128, latencySeconds: quick ? 3 : 15, partitions: 4 });
@@ -118,16 +118,48 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
   process.stdout.write(formatTable(['baseline', 'images/s', 'acc FGSM 0.1', 'acc FGSM 0.3', 'images'], baselines.map((b) => [b.name, b.imagesPerSec, b.accuracyEps01, b.accuracyEps03, b.samples])) + `\nwritten to ${out}\n`);
 }
 
+/** `bench footprint`: idle RSS and start-to-ready of `vqguard run` (src/bench/footprint.ts). */
+async function footprintSuite(o: { json?: boolean; out?: string; bin: string[]; idle: string }): Promise<void> {
+  const { measureFootprint } = await import('../bench/footprint.ts');
+  const { freePort, startLocalBroker } = await import('../../tools/localBroker.ts');
+  let brokers = brokersFromEnv();
+  const local = brokers.length ? null : await startLocalBroker();
+  if (local) brokers = local.brokers;
+  const runs = [];
+  try {
+    for (const bin of o.bin.map((b) => resolve(b))) {
+      const modes: ('default' | 'source')[] = existsSync(join(bin, '..', '..', 'dist', 'src', 'cli', 'main.js')) ? ['default', 'source'] : ['source'];
+      for (const mode of modes) {
+        process.stderr.write(`footprint: ${bin} (${mode})\n`);
+        runs.push(await measureFootprint({ brokers, bin, mode, pipeline: 'split2>full', idleSeconds: Number(o.idle), port: await freePort() }));
+      }
+    }
+  } finally {
+    await local?.stop();
+  }
+  const out = o.out ?? 'reports/bench/footprint.json';
+  const command = `vqguard bench footprint${o.bin.length > 1 ? ' --bin bin/vqguard.mjs <the main checkout>/bin/vqguard.mjs' : ''}`;
+  write(out, { command, machine: machineDescription(), runs, date: new Date().toISOString() });
+  if (o.json) return void process.stdout.write(JSON.stringify(runs) + '\n');
+  process.stdout.write(formatTable(['checkout', 'mode', 'start to ready s', 'idle RSS MiB', 'clean file pages MiB', 'private dirty MiB', 'JS heap used MiB'],
+    runs.map((r) => [r.checkout, r.mode, r.startToReadyMs / 1000, r.idleRssMiB, r.cleanFileMiB, r.privateDirtyMiB, r.jsHeapUsedMiB ?? NaN])) + '\n\n');
+  for (const r of runs) {
+    process.stdout.write(`RSS by mapping, ${r.checkout} (${r.mode}):\n` + formatTable(['mapping', 'MiB'], Object.entries(r.breakdownMiB).filter(([, v]) => v >= 1)) + '\n\n');
+  }
+  process.stdout.write(`written to ${out}\n`);
+}
+
 export function registerBench(program: Command): void {
   program
     .command('bench [suite]')
-    .description('benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path)')
     .option('--quick', 'short run (about a minute) for routine checks')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .option('--out <file>', 'JSON output file')
     .option('--no-js', 'backend suite: skip the pure-JS backend')
     .option('--no-stream', 'skip the stream benchmark (no broker needed)')
-    .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean }) => {
+    .option('--bin <launcher...>', 'footprint: launchers to measure (another checkout\'s bin/vqguard.mjs for a before/after)', ['bin/vqguard.mjs'])
+    .option('--idle <n>', 'footprint: seconds idle after /readyz before reading RSS', '5')
+    .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean; bin: string[]; idle: string }) => {
       if (suite === 'backend') await backendSuite(o);
       else if (suite === 'png') {
         const r = await benchPng();
@@ -139,7 +171,8 @@ export function registerBench(program: Command): void {
           ['encode PNG', r.encodeSharpUs, r.encodeFastUs, r.encodeSharpUs / r.encodeFastUs],
         ]) + `\nwritten to ${out}\n`);
       }
+      else if (suite === 'footprint') await footprintSuite(o);
       else if (suite === undefined || suite === 'all') await fullSuite(o);
-      else throw new Error(`unknown bench suite "${suite}": expected backend, png or nothing`);
+      else throw new Error(`unknown bench suite "${suite}": expected backend, png, footprint or nothing`);
     });
 }

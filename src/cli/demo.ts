@@ -6,7 +6,6 @@ import type { AttackName } from '../attacks/attacks.ts';
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('local broker, sample traffic (half attacked), the guard, and a summary')
     .option('--config <file>', 'guard configuration', 'examples/guard.yaml')
     .option('--count <n>', 'records', '2000')
     .option('--adversarial-ratio <x>', 'share attacked', '0.5')

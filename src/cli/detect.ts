@@ -1,5 +1,6 @@
 /** `vqguard calibrate` and `vqguard detect-eval`. */
 import type { Command } from 'commander';
+import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
@@ -10,9 +11,8 @@ import { calibrate, defaultCalibrationPath, loadCalibration, saveCalibration } f
 import { calibrationScores } from '../eval/calibrationRun.ts';
 import { evaluateDetection } from '../eval/detection.ts';
 import type { AttackName } from '../attacks/attacks.ts';
-import { commandLine } from './train.ts';
 import { parseEps, parseList } from './eval.ts';
-import { formatTable, markdownTable } from './table.ts';
+import { formatTable, markdownTable } from '../report/table.ts';
 import { rocChart, writeChart } from '../report/plot.ts';
 
 const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v)];
@@ -20,11 +20,10 @@ const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v
 export function registerDetect(program: Command): void {
   program
     .command('calibrate')
-    .description('set detection thresholds on held-out clean data for a target false-positive rate')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'split seed', '1234')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
-    .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
+    .option('--pipeline <p>', pipelineHelp('pipeline (repeat or comma-separate for several)'), collectList, [])
     .option('--fpr <x>', 'target false-positive rate', '0.01')
     .option('--temperature <T>', 'softmax temperature of the JS score', '10')
     .option('--samples <n>', 'clean validation images to use', '1000')
@@ -54,18 +53,17 @@ export function registerDetect(program: Command): void {
 
   program
     .command('detect-eval')
-    .description('ROC-AUC and TPR at calibrated FPRs for adversarial-input detection')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'split seed', '1234')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
-    .option('--pipeline <p>', 'pipeline (repeat or comma-separate for several)', collectList, [])
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
+    .option('--pipeline <p>', pipelineHelp('pipeline (repeat or comma-separate for several)'), collectList, [])
     .option('--calibration <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--steps <n>', 'PGD steps', '40')
     .option('--eps <list>', 'pixel epsilons', '0.05,0.1,0.3')
-    .option('--samples <n>', 'test images', '1000')
+    .addOption(samplesOption())
     .option('--report <dir>', 'also write JSON, Markdown and ROC plots here')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .action(async (o: Record<string, string | string[] | boolean>) => {
       const attack = String(o.attack) as AttackName;
       if (attack !== 'fgsm' && attack !== 'pgd') throw new Error(`detect-eval attacks: fgsm or pgd, got "${attack}"`);

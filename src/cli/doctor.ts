@@ -1,6 +1,8 @@
 /** `vqguard doctor [--json]`: what backend runs, where libtensorflow is, and broker reachability. */
 import type { Command } from 'commander';
+import { jsonOption } from './options.ts';
 import { createRequire } from 'node:module';
+import { brokersFromEnv } from '../config/schema.ts';
 import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
 
 const require = createRequire(import.meta.url);
@@ -59,11 +61,10 @@ export async function doctorReport(brokers?: string[]) {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('report the compute backend, libtensorflow, versions and broker reachability')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .option('--brokers <list>', 'Kafka brokers to check (default: $KAFKA_BROKERS)')
     .action(async (o: { json?: boolean; brokers?: string }) => {
-      const list = (o.brokers ?? process.env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+      const list = brokersFromEnv(o.brokers);
       const r = await doctorReport(list);
       if (o.json) {
         process.stdout.write(JSON.stringify(r) + '\n');

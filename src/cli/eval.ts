@@ -1,12 +1,12 @@
 /** `vqguard eval`: accuracy under attack for the undefended classifier and purification pipelines. */
 import type { Command } from 'commander';
+import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { loadDataset } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { evaluateRobustness } from '../eval/robustness.ts';
 import type { AttackName } from '../attacks/attacks.ts';
-import { formatTable } from './table.ts';
-import { commandLine } from './train.ts';
+import { formatTable } from '../report/table.ts';
 import { writeRobustnessReport } from '../eval/report.ts';
 
 export function parseList(s: string): string[] {
@@ -24,20 +24,19 @@ export function parseEps(s: string): number[] {
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('classifier accuracy under attack, undefended and after each pipeline')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'split seed', '1234')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
-    .option('--samples <n>', 'test images to use', '1000')
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
+    .addOption(samplesOption())
     .option('--eps <list>', 'pixel epsilons', '0,0.1,0.3')
-    .option('--pipelines <list>', 'comma-separated pipelines', 'full,split2,split2>full,full>split2')
+    .option('--pipelines <list>', pipelineHelp('comma-separated pipelines'), 'full,split2,split2>full,full>split2')
     .option('--attack <name>', 'fgsm | pgd | bpda', 'fgsm')
     .option('--steps <n>', 'PGD/BPDA steps', '40')
     .option('--seed <n>', 'attack seed (PGD random start)', '0')
     .option('--report <dir>', 'also write <dir>/<name>.json, .md and .png (plot)')
     .option('--name <name>', 'report file name (default: the attack)')
     .option('--title <text>', 'plot title')
-    .option('--json', 'print one JSON object')
+    .addOption(jsonOption())
     .option('--allow-dataset-mismatch', 'evaluate models trained on another dataset (same image shape)')
     .action(async (o: Record<string, string | boolean>) => {
       const attack = String(o.attack) as AttackName;

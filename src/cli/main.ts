@@ -1,30 +1,67 @@
-/** vqguard CLI: a thin layer over the modules. */
+/**
+ * vqguard CLI: a thin layer over the modules. Commands are loaded lazily: only the module of
+ * the command being run is imported, so `vqguard --help`, `vqguard config check` and
+ * `vqguard run` load none of the research and lab code (vega, cli-progress, the dev broker),
+ * and the first two load neither TensorFlow nor sharp. The one-line descriptions live here.
+ */
 import { Command } from 'commander';
-import { registerDoctor } from './doctor.ts';
-import { registerTrain } from './train.ts';
-import { registerEval } from './eval.ts';
-import { registerBench } from './bench.ts';
-import { registerDetect } from './detect.ts';
-import { registerResearch } from './research.ts';
-import { registerSample } from './sample.ts';
-import { registerRun } from './run.ts';
-import { registerDemo } from './demo.ts';
-import { registerReplay } from './replay.ts';
+import { packageVersion } from './version.ts';
+import { checkNumericOptions } from './options.ts';
 
-const program = new Command();
-program.name('vqguard').description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection').version('0.1.0');
-registerDoctor(program);
-registerTrain(program);
-registerEval(program);
-registerBench(program);
-registerDetect(program);
-registerResearch(program);
-registerSample(program);
-registerRun(program);
-registerDemo(program);
-registerReplay(program);
+type Register = (program: Command) => void;
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+/** Every top-level command: name (with its arguments), description, and how to load it. */
+const COMMANDS: { name: string; description: string; load: () => Promise<Register> }[] = [
+  { name: 'run', description: 'run the streaming guard (Kafka in, purification and detection, cleaned images out)', load: async () => (await import('./run.ts')).registerRun },
+  { name: 'config', description: 'check a guard configuration without starting anything (`config check <file>`)', load: async () => (await import('./config.ts')).registerConfig },
+  { name: 'doctor', description: 'report the compute backend, libtensorflow, versions and broker reachability', load: async () => (await import('./doctor.ts')).registerDoctor },
+  { name: 'train', description: 'train the classifier or a purifier and write a model bundle', load: async () => (await import('./train.ts')).registerTrain },
+  { name: 'eval', description: 'classifier accuracy under attack, undefended and after each pipeline', load: async () => (await import('./eval.ts')).registerEval },
+  { name: 'bench [suite]', description: 'benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path), `bench footprint` (idle RSS and start-to-ready of `vqguard run`)', load: async () => (await import('./bench.ts')).registerBench },
+  { name: 'calibrate', description: 'set detection thresholds on held-out clean data for a target false-positive rate', load: async () => (await import('./detect.ts')).registerDetect },
+  { name: 'detect-eval', description: 'ROC-AUC and TPR at calibrated FPRs for adversarial-input detection', load: async () => (await import('./detect.ts')).registerDetect },
+  { name: 'sweep', description: 'codebook-size sweep (paper Tables 2/3): train one purifier per K, accuracy under FGSM; resumable', load: async () => (await import('./research.ts')).registerResearch },
+  { name: 'examples', description: "one PNG grid: clean, adversarial, and each pipeline's restoration at a few epsilons (paper Fig. 1/2)", load: async () => (await import('./research.ts')).registerResearch },
+  { name: 'produce-sample', description: 'produce labelled test images (part attacked) as Avro ImageRecords into a topic', load: async () => (await import('./sample.ts')).registerSample },
+  { name: 'demo', description: 'local broker, sample traffic (half attacked), the guard, and a summary', load: async () => (await import('./demo.ts')).registerDemo },
+  { name: 'replay', description: 'replay a range of a topic through one or several pipelines (no consumer-group offsets touched) and write a report', load: async () => (await import('./replay.ts')).registerReplay },
+];
+
+const word = (name: string) => name.split(' ')[0]!;
+
+/** Usage errors (unknown option, bad option value, missing argument) exit 2; help and version 0. */
+function exitCodeOf(code: string, exitCode: number): number {
+  if (code === 'commander.helpDisplayed' || code === 'commander.help' || code === 'commander.version') return 0;
+  return code.startsWith('commander.') ? 2 : exitCode;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program
+    .name('vqguard')
+    .description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection')
+    .version(packageVersion())
+    .exitOverride((err) => process.exit(exitCodeOf(err.code, err.exitCode)))
+    .hook('preAction', (_root, action) => checkNumericOptions(action));
+  const args = argv.slice(2);
+  const i = args.findIndex((a) => !a.startsWith('-'));
+  const target = i < 0 ? undefined : args[i] === 'help' ? args[i + 1] : args[i];
+  const chosen = COMMANDS.filter((c) => word(c.name) === target);
+  if (chosen.length) {
+    const registers = new Set(await Promise.all(chosen.map((c) => c.load())));
+    for (const r of registers) r(program);
+    for (const c of program.commands) {
+      const d = COMMANDS.find((x) => word(x.name) === c.name());
+      if (d) c.description(d.description);
+    }
+  } else {
+    // Listing only (help, or an unknown command, which commander reports): nothing is loaded.
+    for (const c of COMMANDS) program.command(c.name).description(c.description);
+  }
+  await program.parseAsync(argv);
+}
+
+main(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

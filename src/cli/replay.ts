@@ -5,13 +5,13 @@
  * side by side, writes replay.json / replay.md / scores.png to DIR and prints a summary table.
  */
 import type { Command } from 'commander';
+import { commandLine, modelsOption, pipelineHelp } from './options.ts';
 import cliProgress from 'cli-progress';
 import { runReplay, type ReplayProgress } from '../replay/replay.ts';
 import { writeReplayReport, summaryRows, SUMMARY_HEADERS } from '../replay/report.ts';
 import type { RangeSpec } from '../replay/readRange.ts';
-import { brokersFrom } from './sample.ts';
-import { commandLine } from './train.ts';
-import { formatTable } from './table.ts';
+import { requiredBrokers } from '../config/schema.ts';
+import { formatTable } from '../report/table.ts';
 
 /** ISO-8601 time or milliseconds since the epoch -> ms. */
 export function parseTimeArg(s: string, name = 'time'): number {
@@ -94,17 +94,16 @@ function progressReporter(enabled: boolean): { update(p: ReplayProgress): void; 
 export function registerReplay(program: Command): void {
   program
     .command('replay')
-    .description('replay a range of a topic through one or several pipelines (no consumer-group offsets touched) and write a report')
     .requiredOption('--topic <t>', 'input topic to read')
     .option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)')
     .option('--from-offset <n>', 'first offset, every partition (default: the earliest)')
     .option('--from-time <t>', 'first record at or after this time (ISO-8601 or epoch ms)')
     .option('--to-offset <n>', 'last offset, inclusive, every partition (default: the latest at start)')
     .option('--to-time <t>', 'last records at or before this time (ISO-8601 or epoch ms)')
-    .option('--pipeline <p>', 'pipeline to run (repeat for several, side by side)', (v: string, prev: string[] = []) => [...prev, v], [] as string[])
+    .option('--pipeline <p>', pipelineHelp('pipeline to run (repeat for several, side by side)'), (v: string, prev: string[] = []) => [...prev, v], [] as string[])
     .requiredOption('--report <dir>', 'report folder (replay.json, replay.md, scores.png)')
     .option('--output-topic <t>', "republish the first pipeline's guarded records to this topic")
-    .option('--models <dir>', 'model set folder', 'models/mnist')
+    .addOption(modelsOption())
     .option('--batch-size <n>', 'micro-batch size', '64')
     .option('--bins <n>', 'score histogram bins', '40')
     .option('--no-progress', 'no progress output on stderr')
@@ -118,7 +117,7 @@ export function registerReplay(program: Command): void {
       let report;
       try {
         report = await runReplay({
-          brokers: brokersFrom(o.brokers),
+          brokers: requiredBrokers(o.brokers),
           topic: o.topic,
           range,
           pipelines,

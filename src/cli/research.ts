@@ -1,5 +1,6 @@
 /** `vqguard sweep` (codebook sizes) and `vqguard examples` (image grid). */
 import type { Command } from 'commander';
+import { commandLine, datasetOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { tf } from '../backend/tf.ts';
@@ -12,22 +13,20 @@ import { runAttack, type AttackName } from '../attacks/attacks.ts';
 import { batchTensor } from '../train/evaluate.ts';
 import { imageGrid } from '../report/imageGrid.ts';
 import { heatmap, lineChart, writeChart } from '../report/plot.ts';
-import { markdownTable } from './table.ts';
-import { commandLine } from './train.ts';
+import { markdownTable } from '../report/table.ts';
 import { parseEps, parseList } from './eval.ts';
 
 export function registerResearch(program: Command): void {
   program
     .command('sweep')
-    .description('codebook-size sweep (paper Tables 2/3): train one purifier per K, accuracy under FGSM; resumable')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--models <dir>', 'model set with the classifier', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(modelsOption())
     .option('--split <k>', '1 = whole image, 2 = 4-Split tiles', '1')
     .option('--k <list>', 'codebook sizes', '100,200,300,400,500,600,700,800,900,1000')
     .option('--epochs <n>', 'training epochs per K', '3')
     .option('--seed <n>', 'training seed', '1')
     .option('--eps <list>', 'FGSM pixel epsilons', '0,0.05,0.1,0.2,0.3')
-    .option('--samples <n>', 'test images', '1000')
+    .addOption(samplesOption())
     .option('--work <dir>', 'where trained sweep bundles are kept (not committed)', '.cache/sweep')
     .option('--report <dir>', 'report folder', 'reports/paper')
     .action(async (o: Record<string, string>) => {
@@ -64,10 +63,9 @@ export function registerResearch(program: Command): void {
 
   program
     .command('examples')
-    .description('one PNG grid: clean, adversarial, and each pipeline\'s restoration at a few epsilons (paper Fig. 1/2)')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--models <dir>', 'model set folder', 'models/mnist')
-    .option('--pipelines <list>', 'pipelines', 'full,split2,split2>full,full>split2,adv:full')
+    .addOption(datasetOption())
+    .addOption(modelsOption())
+    .option('--pipelines <list>', pipelineHelp('comma-separated pipelines'), 'full,split2,split2>full,full>split2,adv:full')
     .option('--eps <list>', 'epsilons', '0.1,0.2,0.3')
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--images <n>', 'images per epsilon', '2')

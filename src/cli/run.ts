@@ -1,19 +1,19 @@
 /** `vqguard run --config guard.yaml`: the streaming guard. */
 import type { Command } from 'commander';
 import { loadConfig, checkModelBundles } from '../config/load.ts';
+import { parseBrokerList } from '../config/schema.ts';
 import { Guard, createLogger } from '../consumer/guard.ts';
 
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description('run the streaming guard (Kafka in, purification and detection, cleaned images out)')
     .requiredOption('--config <file>', 'guard configuration (YAML or JSON)')
     .option('--brokers <list>', 'override kafka.brokers')
     .option('--http-port <n>', 'override http.port (0 = any free port)')
     .action(async (o: { config: string; brokers?: string; httpPort?: string }) => {
       const log = createLogger();
       const config = loadConfig(o.config);
-      if (o.brokers) config.kafka.brokers = o.brokers.split(',').map((s) => s.trim());
+      if (o.brokers) config.kafka.brokers = parseBrokerList(o.brokers);
       const baseDir = process.cwd();
       const check = checkModelBundles(config, baseDir);
       if (!check.ok) throw new Error(`model bundles missing or invalid:\n  ${check.problems.join('\n  ')}`);

@@ -1,21 +1,17 @@
 /** `vqguard produce-sample`: labelled test traffic, part of it attacked, into a topic. */
 import type { Command } from 'commander';
+import { datasetOption, modelsOption } from './options.ts';
 import { Kafka, logLevel, CompressionTypes } from 'kafkajs';
 import { loadDataset } from '../data/load.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import type { AttackName } from '../attacks/attacks.ts';
+import { requiredBrokers } from '../config/schema.ts';
 
-export function brokersFrom(opt?: string): string[] {
-  const list = (opt ?? process.env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (!list.length) throw new Error('no Kafka brokers: pass --brokers or set KAFKA_BROKERS');
-  return list;
-}
 
 export function registerSample(program: Command): void {
   program
     .command('produce-sample')
-    .description('produce labelled test images (part attacked) as Avro ImageRecords into a topic')
     .requiredOption('--topic <t>', 'topic')
     .option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)')
     .option('--count <n>', 'records', '100')
@@ -23,8 +19,8 @@ export function registerSample(program: Command): void {
     .option('--attack <name>', 'fgsm | pgd', 'fgsm')
     .option('--eps <x>', 'attack epsilon', '0.1')
     .option('--seed <n>', 'seed', '7')
-    .option('--dataset <spec>', 'mnist or idx:<dir>', 'mnist')
-    .option('--models <dir>', 'model set (classifier to attack)', 'models/mnist')
+    .addOption(datasetOption())
+    .addOption(modelsOption())
     .action(async (o: Record<string, string>) => {
       const data = loadDataset(o.dataset!);
       const reg = new ModelRegistry(o.models!);
@@ -32,7 +28,7 @@ export function registerSample(program: Command): void {
       const records = await buildSamples(data.test, reg.classifier(), {
         count: Number(o.count), adversarialRatio: Number(o.adversarialRatio), attack: o.attack as AttackName, eps: Number(o.eps), seed: Number(o.seed),
       });
-      const kafka = new Kafka({ clientId: 'vqguard-produce-sample', brokers: brokersFrom(o.brokers), logLevel: logLevel.WARN });
+      const kafka = new Kafka({ clientId: 'vqguard-produce-sample', brokers: requiredBrokers(o.brokers), logLevel: logLevel.WARN });
       const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       for (let i = 0; i < records.length; i += 500) {

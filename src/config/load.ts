@@ -5,9 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { extname, isAbsolute, join, resolve } from 'node:path';
 import YAML, { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
-import { readManifest } from '../models/bundle.ts';
-import { purifierDirName, splitVariant } from '../models/registry.ts';
-import { parsePipeline } from '../purify/pipeline.ts';
+import { readManifest } from '../models/manifest.ts';
+import { pipelineBundles } from '../purify/stages/index.ts';
 import { ConfigError, parseConfig, type GuardConfig, type SaslMechanism } from './schema.ts';
 
 export { ConfigError } from './schema.ts';
@@ -131,7 +130,8 @@ export interface BundleCheck {
 
 /**
  * Checks that every bundle the topics' pipelines need exists and has a valid manifest:
- * <models>/classifier and <models>/purifier-split<k>[-adv] for every split<k>/full stage,
+ * <models>/classifier and the bundles each stage kind declares (purifier-split<k>[-adv] for
+ * split<k>/full, generator for defensegan; see src/purify/stages/),
  * plus an explicit calibration file. Relative paths are resolved against baseDir.
  * Reads only model.json (readManifest), not the weights.
  */
@@ -164,12 +164,8 @@ export function checkModelBundles(config: GuardConfig, baseDir: string): BundleC
     }
     need(join(models, 'classifier'), `${name}: classifier bundle`);
     t.pipelines.forEach((spec, j) => {
-      const { variant, stages } = splitVariant(spec);
-      for (const s of parsePipeline(stages)) {
-        if (s.kind !== 'split') continue;
-        const where = t.pipelines.length > 1 ? `${name}.pipeline[${j}]` : `${name}.pipeline`;
-        need(join(models, purifierDirName(s.k, variant)), `${where} "${spec}" needs ${purifierDirName(s.k, variant)}`);
-      }
+      const where = t.pipelines.length > 1 ? `${name}.pipeline[${j}]` : `${name}.pipeline`;
+      for (const dir of pipelineBundles(spec)) need(join(models, dir), `${where} "${spec}" needs ${dir}`);
     });
     if (t.calibration !== undefined && !existsSync(at(t.calibration))) {
       problems.push(`${name}.calibration: ${at(t.calibration)} does not exist`);

@@ -2,98 +2,57 @@
  * The guard configuration: zod schemas (strict: an unknown key is an error), defaults, cross-field
  * checks, and `parseConfig(raw)` which returns a fully defaulted GuardConfig or throws a
  * ConfigError listing every problem with its path, e.g.
- *   topics[0].pipeline: unknown pipeline stage "spilt2": expected full, split<k> (k = 1..99)
+ *   topics[0].pipeline: unknown pipeline stage "spilt2": expected full, split<k> (k = 1..99), bits<n> ...
  *   topics[1]: unknown key "ouput" (did you mean "output"?)
  *   kafka.brokers: required (a list of host:port, or set KAFKA_BROKERS)
  * Paths (models, calibration, TLS files) are kept as written; resolve them against a base folder.
  */
 import { z } from 'zod';
-import { parsePipeline } from '../purify/pipeline.ts';
-import { splitVariant } from '../models/registry.ts';
-import { DEFAULT_IMAGE_POLICY, IMAGE_FORMATS, type ImagePolicy } from '../image/decode.ts';
+import { parsePipeline } from '../purify/stages/index.ts';
+import { DEFAULT_IMAGE_POLICY, IMAGE_FORMATS, type ImageFormat } from '../image/policy.ts';
 
 // ---------------------------------------------------------------------------------------------
-// Output types
+// Output types: derived from the schemas below (z.infer), adjusted only where parseConfig
+// resolves a default from elsewhere (brokers from KAFKA_BROKERS, a topic's models and alerts
+// from the global ones, `pipeline` normalised to the list `pipelines`).
 
-export type TopicAction = 'forward-cleaned' | 'forward-original' | 'quarantine';
-export type SaslMechanism = 'scram-sha-256' | 'scram-sha-512' | 'plain';
 export const SCORE_NAMES = ['labelFlip', 'l1', 'js', 'recon', 'reconWorstTile', 'combined'] as const;
 export type ScoreName = (typeof SCORE_NAMES)[number];
 
-export interface SslConfig {
-  enabled: boolean;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  rejectUnauthorized: boolean;
-}
-
-export interface SaslConfig {
-  mechanism: SaslMechanism;
-  username: string;
-  /** Inline password: allowed, but passwordFile or passwordEnv is recommended. */
-  password?: string;
-  passwordFile?: string;
-  passwordEnv?: string;
-}
-
-export interface KafkaConfig {
-  brokers: string[];
-  clientId: string;
-  groupId: string;
-  ssl?: SslConfig;
-  sasl?: SaslConfig;
-  /** Where a consumer group with no committed offset starts (Kafka's auto.offset.reset). */
-  autoOffsetReset: 'earliest' | 'latest';
-}
-
-export interface WebhookConfig {
-  url: string;
-  timeoutMs: number;
-  retries: number;
-  backoffMs: number;
-  ratePerSec: number;
-}
-
-export interface ImageConfig extends ImagePolicy {
-  width: number;
-  height: number;
-  /** png: always PNG; input: the input's format (PNG for SVG input). */
-  outputFormat: 'png' | 'input';
-}
-
-export interface TopicConfig {
-  /** Exactly one of input / inputPattern. */
-  input?: string;
-  inputPattern?: string;
-  format: 'avro' | 'raw' | 'auto';
+export type SslConfig = z.infer<typeof sslSchema>;
+/** Inline password: allowed, but passwordFile or passwordEnv is recommended. */
+export type SaslConfig = z.infer<typeof saslSchema>;
+export type SaslMechanism = SaslConfig['mechanism'];
+export type KafkaConfig = Omit<z.infer<typeof kafkaSchema>, 'brokers'> & { brokers: string[] };
+export type WebhookConfig = z.infer<typeof webhookSchema>;
+/** outputFormat png: always PNG; input: the input's format (PNG for SVG input). */
+export type ImageConfig = z.infer<typeof imageSchema>;
+export type TopicAction = z.infer<typeof topicSchema>['action'];
+export type TopicConfig = Omit<z.infer<typeof topicSchema>, 'pipeline' | 'models' | 'alerts'> & {
   /** One or more pipeline specs (`split2>full`, `adv:full`); several are combined by detection. */
   pipelines: string[];
   /** Model set folder (default: the global `models`). */
   models: string;
-  /** Calibration file (default: the detector's, under <models>/calibration/). */
-  calibration?: string;
-  /** Thresholds overriding the calibration's: score name (or `<pipeline>:<score>` with several pipelines) -> value. */
-  thresholds?: Record<string, number>;
-  action: TopicAction;
-  output: string;
-  deadLetter: string;
   /** Alert topic (default: alerts.topic). */
   alerts: string;
-  maxBatchSize: number;
-  maxBatchWaitMs: number;
-  image: ImageConfig;
+};
+export type GuardConfig = Omit<z.infer<typeof configSchema>, 'kafka' | 'topics'> & { kafka: KafkaConfig; topics: TopicConfig[] };
+
+/** A comma-separated broker list (--brokers, KAFKA_BROKERS): trimmed, empty entries dropped. */
+export function parseBrokerList(s: string | undefined): string[] {
+  return (s ?? '').split(',').map((b) => b.trim()).filter(Boolean);
 }
 
-export interface GuardConfig {
-  kafka: KafkaConfig;
-  transactions: boolean;
-  http: { port: number; host: string };
-  models: string;
-  maxInFlight: number;
-  shutdownTimeoutMs: number;
-  alerts: { topic: string; webhook?: WebhookConfig };
-  topics: TopicConfig[];
+/** Brokers from an option (--brokers) when given, else from KAFKA_BROKERS (may be empty). */
+export function brokersFromEnv(opt?: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  return parseBrokerList(opt ?? env.KAFKA_BROKERS);
+}
+
+/** As brokersFromEnv, but none is an error. */
+export function requiredBrokers(opt?: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const list = brokersFromEnv(opt, env);
+  if (!list.length) throw new Error('no Kafka brokers: pass --brokers or set KAFKA_BROKERS');
+  return list;
 }
 
 export class ConfigError extends Error {
@@ -118,10 +77,10 @@ const nonNegInt = z.number().int().nonnegative();
 const path = z.string().min(1);
 export const brokerAddress = z.string().regex(BROKER_RE, 'expected host:port');
 
-/** A pipeline spec: optional variant prefix (adv: / clean:), then stages joined by '>'. */
+/** A pipeline spec: optional variant prefix (adv: / clean:), then stages joined by '>' (src/purify/stages/). */
 export const pipelineSpec = z.string().superRefine((s, ctx) => {
   try {
-    parsePipeline(splitVariant(s).stages);
+    parsePipeline(s);
   } catch (e) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
   }
@@ -192,7 +151,7 @@ const imageSchema = z
     maxBytes: posInt.default(DEFAULT_IMAGE_POLICY.maxBytes),
     maxPixels: posInt.default(DEFAULT_IMAGE_POLICY.maxPixels),
     formats: z
-      .array(z.enum(IMAGE_FORMATS as [string, ...string[]]))
+      .array(z.enum(IMAGE_FORMATS as [ImageFormat, ...ImageFormat[]]))
       .min(1)
       .default([...DEFAULT_IMAGE_POLICY.formats]),
     colour: z.enum(['grey', 'rgb']).default('grey'),
@@ -349,7 +308,7 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): GuardConfig 
   let brokers: string[] | undefined;
   const given = (raw as { kafka?: { brokers?: unknown } })?.kafka?.brokers;
   if (given === undefined) {
-    const fromEnv = (env.KAFKA_BROKERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const fromEnv = parseBrokerList(env.KAFKA_BROKERS);
     if (fromEnv.length === 0) problems.push('kafka.brokers: required (a list of host:port, or set KAFKA_BROKERS)');
     for (const b of fromEnv) if (!BROKER_RE.test(b)) problems.push(`KAFKA_BROKERS: "${b}" is not host:port`);
     brokers = fromEnv;
@@ -360,15 +319,13 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): GuardConfig 
   return {
     ...c,
     kafka: { ...c.kafka, brokers: c.kafka.brokers ?? brokers! },
-    alerts: c.alerts,
     topics: c.topics.map(({ pipeline, ...t }) => ({
       ...t,
       pipelines: (Array.isArray(pipeline) ? pipeline : [pipeline]).map((p) => p.trim()),
       models: t.models ?? c.models,
       alerts: t.alerts ?? c.alerts.topic,
-      image: { ...t.image, formats: t.image.formats as ImageConfig['formats'] } as ImageConfig,
     })),
-  } as GuardConfig;
+  };
 }
 
 /** `topics[0].image.width` */

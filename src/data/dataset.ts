@@ -36,7 +36,9 @@ export function className(data: Pick<DatasetSplits, 'classNames'>, label: number
   return data.classNames?.[label] ?? String(label);
 }
 
-export type Rng = () => number;
+import { mulberry32, type Rng } from '../nn/random.ts';
+
+export { mulberry32, type Rng } from '../nn/random.ts';
 
 /** Number of floats per image. */
 export function imageSize(set: Pick<ImageSet, 'height' | 'width' | 'channels'>): number {
@@ -100,18 +102,6 @@ export function range(n: number): Int32Array {
   const a = new Int32Array(n);
   for (let i = 0; i < n; i++) a[i] = i;
   return a;
-}
-
-/** Mulberry32: a small, fast, seeded PRNG; returns numbers in [0,1). Same seed, same stream. */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A shuffled copy (Fisher-Yates driven by `rng`); the input is left untouched. */

@@ -4,7 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
-import { startLocalBroker, type LocalBroker } from '../kafka/localBroker.ts';
+import type { LocalBroker } from '../../tools/localBroker.ts';
+import { brokersFromEnv } from '../config/schema.ts';
 import { loadConfig, checkModelBundles } from '../config/load.ts';
 import { Guard, createLogger } from '../consumer/guard.ts';
 import { loadDataset } from '../data/load.ts';
@@ -13,7 +14,7 @@ import { buildSamples } from '../sample/produceSample.ts';
 import { collectTopic } from '../kafka/collect.ts';
 import { decodeGuardedImage, type GuardedImage } from '../records/avro.ts';
 import { summarise, type StreamSummary } from './summary.ts';
-import { formatTable } from '../cli/table.ts';
+import { formatTable } from '../report/table.ts';
 import type { AttackName } from '../attacks/attacks.ts';
 
 export interface DemoOptions {
@@ -30,10 +31,10 @@ export interface DemoOptions {
 export async function runDemo(o: DemoOptions): Promise<StreamSummary> {
   const say = (s: string) => process.stderr.write(`demo: ${s}\n`);
   let broker: LocalBroker | null = null;
-  let brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+  let brokers = brokersFromEnv();
   if (!brokers.length) {
     say('starting a local Kafka broker');
-    broker = await startLocalBroker();
+    broker = await (await import('../../tools/localBroker.ts')).startLocalBroker();
     brokers = broker.brokers;
   }
   try {

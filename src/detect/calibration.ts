@@ -6,27 +6,34 @@
  */
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { z } from 'zod';
 import { combinedScore, fitCombiner, thresholdForFpr, type Combiner } from './combine.ts';
 
 export const CALIBRATION_FORMAT = 'vqguard-calibration/1';
 
-export interface Calibration {
-  format: string;
-  pipelines: string[];
-  temperature: number;
-  tileGrid: number;
+const num = z.number().finite();
+const combinerSchema: z.ZodType<Combiner> = z.object({ keys: z.array(z.string()), mean: z.array(num), std: z.array(num), weights: z.array(num), bias: num });
+
+/** A calibration file (the one source of the Calibration type). */
+export const calibrationSchema = z.object({
+  format: z.string(),
+  pipelines: z.array(z.string().min(1)).min(1),
+  temperature: num.positive(),
+  tileGrid: z.number().int().positive(),
   /** Operating false-positive rate: `thresholds` are for this rate. */
-  fpr: number;
-  thresholds: Record<string, number>;
+  fpr: num.min(0).max(1),
+  thresholds: z.record(num).refine((t) => t.combined !== undefined, 'no combined threshold'),
   /** Thresholds at other rates (keys like "0.01", "0.05"). */
-  thresholdsByFpr: Record<string, Record<string, number>>;
-  combiner: Combiner;
-  samples: { fit: number; fitAttacked: number; threshold: number };
-  dataset: string;
-  modelVersions: Record<string, string>;
-  command: string;
-  createdAt: string;
-}
+  thresholdsByFpr: z.record(z.record(num)),
+  combiner: combinerSchema,
+  samples: z.object({ fit: z.number().int().nonnegative(), fitAttacked: z.number().int().nonnegative(), threshold: z.number().int().nonnegative() }),
+  dataset: z.string(),
+  modelVersions: z.record(z.string()),
+  command: z.string(),
+  createdAt: z.string(),
+});
+
+export type Calibration = z.infer<typeof calibrationSchema>;
 
 export function calibrate(
   cleanScores: Record<string, number>[],
@@ -66,10 +73,20 @@ export function saveCalibration(path: string, c: Calibration): void {
 
 export function loadCalibration(path: string): Calibration {
   if (!existsSync(path)) throw new Error(`calibration file ${path} does not exist: run \`vqguard calibrate\``);
-  const c = JSON.parse(readFileSync(path, 'utf8')) as Calibration;
-  if (c.format !== CALIBRATION_FORMAT) throw new Error(`calibration file ${path}: unsupported format "${c.format}"`);
-  if (c.thresholds.combined === undefined) throw new Error(`calibration file ${path}: no combined threshold`);
-  return c;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`calibration file ${path}: not valid JSON (${(e as Error).message})`);
+  }
+  const format = (raw as { format?: unknown } | null)?.format;
+  if (format !== CALIBRATION_FORMAT) throw new Error(`calibration file ${path}: unsupported format "${String(format)}"`);
+  const r = calibrationSchema.safeParse(raw);
+  if (!r.success) {
+    const why = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
+    throw new Error(`calibration file ${path}: ${why}`);
+  }
+  return r.data;
 }
 
 export function defaultCalibrationPath(modelsDir: string, pipelines: string[]): string {

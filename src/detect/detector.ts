@@ -9,6 +9,7 @@ import type { Pipeline } from '../purify/pipeline.ts';
 import { argmax, baseScores, softmax, BASE_SCORES } from './scores.ts';
 import { combinedScore } from './combine.ts';
 import type { Calibration } from './calibration.ts';
+import type { Verdict } from '../records/avro.ts';
 
 export interface RawScores {
   scores: Record<string, number>[];
@@ -20,16 +21,8 @@ export interface RawScores {
   purified: Float32Array;
 }
 
-export interface Verdict {
-  flagged: boolean;
-  score: number;
-  threshold: number;
-  scores: Record<string, number>;
-  labelBefore: number;
-  labelAfter: number;
-  confidenceBefore: number;
-  confidenceAfter: number;
-}
+/** The one Verdict type: the wire record's (records/avro.ts, io.vqguard.GuardedImage's verdict). */
+export type { Verdict } from '../records/avro.ts';
 
 export interface DetectorOptions {
   temperature: number;
@@ -43,10 +36,7 @@ export function scoreKey(pipeline: string, score: string, multi: boolean): strin
 
 function finestSplit(pipelines: Pipeline[]): number {
   let k = 2;
-  for (const p of pipelines) for (const s of p.stages) {
-    const m = /^split(\d+)$/.exec(s.name);
-    if (m) k = Math.max(k, Number(m[1]));
-  }
+  for (const p of pipelines) for (const s of p.stages) k = Math.max(k, s.grid ?? 0);
   return k;
 }
 

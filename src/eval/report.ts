@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RobustnessRow } from './robustness.ts';
-import { markdownTable } from '../cli/table.ts';
+import { markdownTable } from '../report/table.ts';
 import { lineChart, writeChart } from '../report/plot.ts';
 
 export interface RobustnessRun {

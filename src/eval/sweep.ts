@@ -11,10 +11,11 @@ import type { DatasetSplits, ImageSet } from '../data/dataset.ts';
 import type { Classifier } from '../detect/classifier.ts';
 import { loadBundle, saveBundle } from '../models/bundle.ts';
 import type { VqVae } from '../purify/vqvae.ts';
-import { composePipeline, vqStage } from '../purify/pipeline.ts';
+import { composePipeline } from '../purify/pipeline.ts';
+import { vqStage } from '../purify/stages/vqvae.ts';
 import { trainPurifier } from '../train/trainPurifier.ts';
 import { evaluateRobustness } from './robustness.ts';
-import { backendInfo } from '../backend/tf.ts';
+import { backendInfo, tf } from '../backend/tf.ts';
 
 export interface SweepEntry {
   k: number;
@@ -87,7 +88,7 @@ export function runSweep(data: DatasetSplits, testSet: ImageSet, clf: Classifier
         metrics: { ...r.metrics },
       });
     }
-    const pipe = composePipeline(opts.split === 1 ? 'full' : `split${opts.split}`, [vqStage(opts.split, model)]);
+    const pipe = composePipeline(opts.split === 1 ? 'full' : `split${opts.split}`, [vqStage(tf, opts.split, model)]);
     const rows = evaluateRobustness(clf, [pipe], testSet, { attack: { name: 'fgsm' }, eps: opts.eps });
     const manifest = loadBundle(dir).manifest;
     const entry: SweepEntry = {

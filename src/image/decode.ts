@@ -13,51 +13,14 @@
  *   4. decoding with failOn 'error' (truncated or corrupt data: corrupt_image).
  * Details never contain image bytes.
  */
-import sharp from 'sharp';
+import type sharp from 'sharp';
 import { decodePngFast, encodePngFast } from './png.ts';
 import { sniffImage, type SniffedFormat } from '../records/input.ts';
 import { cleanDetail, type Failure, type ReasonCode } from '../records/reasons.ts';
 
-export type ImageFormat = SniffedFormat; // png | jpeg | gif | webp | tiff | svg
-export const IMAGE_FORMATS: readonly ImageFormat[] = ['png', 'jpeg', 'webp', 'gif', 'tiff', 'svg'];
-export type ResizeMode = 'reject' | 'fill' | 'contain' | 'cover';
-export type OutputImageFormat = 'png' | 'jpeg' | 'webp' | 'tiff' | 'gif';
-
-export interface ImagePolicy {
-  /** Largest encoded image accepted, in bytes. */
-  maxBytes: number;
-  /** Largest width x height accepted (from the header, before decoding). */
-  maxPixels: number;
-  /** Formats accepted. */
-  formats: readonly ImageFormat[];
-  /** Output colour: 'grey' = 1 channel, 'rgb' = 3 channels. */
-  colour: 'grey' | 'rgb';
-  /** Target size; when both are set, images of another size are handled per `resize`. */
-  width?: number;
-  height?: number;
-  /** reject: size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
-  resize: ResizeMode;
-  /** flatten: composite onto black; reject: alpha_not_allowed. */
-  alpha: 'flatten' | 'reject';
-  /** first-frame: use frame/page 0; reject: animated_image. */
-  animated: 'first-frame' | 'reject';
-  /** convert: reduce to 8 bits per sample; reject: high_bit_depth. */
-  highBitDepth: 'convert' | 'reject';
-  /** convert: to sRGB (embedded profile, else a generic CMYK profile); reject: cmyk_not_allowed. */
-  cmyk: 'convert' | 'reject';
-}
-
-export const DEFAULT_IMAGE_POLICY: Readonly<ImagePolicy> = Object.freeze({
-  maxBytes: 1_048_576,
-  maxPixels: 4_194_304,
-  formats: Object.freeze(['png', 'jpeg', 'webp', 'gif', 'tiff'] as ImageFormat[]),
-  colour: 'grey',
-  resize: 'fill',
-  alpha: 'flatten',
-  animated: 'first-frame',
-  highBitDepth: 'convert',
-  cmyk: 'convert',
-});
+export { DEFAULT_IMAGE_POLICY, IMAGE_FORMATS } from './policy.ts';
+export type { ImageFormat, ImagePolicy, OutputImageFormat, ResizeMode } from './policy.ts';
+import { DEFAULT_IMAGE_POLICY, type ImageFormat, type ImagePolicy, type OutputImageFormat } from './policy.ts';
 
 export interface DecodedImage {
   ok: true;
@@ -93,6 +56,12 @@ export type DecodeImageResult = DecodedImage | Failure<DecodeImageReason>;
 
 const EIGHT_BIT_DEPTHS = new Set(['uchar', 'char']);
 
+let sharpLoaded: typeof sharp | undefined;
+/** sharp (libvips) is loaded on first use: a stream the PNG fast path handles never loads it. */
+async function loadSharp(): Promise<typeof sharp> {
+  return (sharpLoaded ??= (await import('sharp')).default);
+}
+
 export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePolicy> = {}): Promise<DecodeImageResult> {
   const policy: ImagePolicy = { ...DEFAULT_IMAGE_POLICY, ...policyIn };
   const fail = (reason: DecodeImageReason, detail: string): Failure<DecodeImageReason> => ({ ok: false, reason, detail });
@@ -121,8 +90,9 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   const options: sharp.SharpOptions = { limitInputPixels: policy.maxPixels, failOn: 'error', autoOrient: true };
 
   let meta: sharp.Metadata;
+  const vips = await loadSharp();
   try {
-    meta = await sharp(input, options).metadata();
+    meta = await vips(input, options).metadata();
   } catch (e) {
     return mapSharpError(e, policy, format);
   }
@@ -151,7 +121,7 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   let data: Buffer;
   let info: sharp.OutputInfo;
   try {
-    let p = sharp(input, options);
+    let p = vips(input, options);
     if (meta.hasAlpha) p = p.flatten({ background: '#000000' });
     if (resize) p = p.resize(tw, th, { fit: policy.resize as 'fill' | 'contain' | 'cover', position: 'centre', background: '#000000' });
     p = p.toColourspace(policy.colour === 'grey' ? 'b-w' : 'srgb');
@@ -217,7 +187,7 @@ export async function encodeImage(
     raw[i] = Math.round(Math.min(1, Math.max(0, v)) * 255);
   }
   if (format === 'png' && (channels === 1 || channels === 3)) return encodePngFast(raw, width, height, channels);
-  const p = sharp(raw, { raw: { width, height, channels } });
+  const p = (await loadSharp())(raw, { raw: { width, height, channels } });
   switch (format) {
     case 'png':
       return p.png().toBuffer();

@@ -8,42 +8,16 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { Classifier, type ClassifierConfig } from '../detect/classifier.ts';
+import { Classifier } from '../detect/classifier.ts';
 import { VqVae } from '../purify/vqvae.ts';
-import type { VqVaeConfig } from '../purify/vqvaeConfig.ts';
-import type { ParamStore, ParamSpec } from '../nn/params.ts';
-import { Generator, type GeneratorConfig } from '../baselines/generator.ts';
+import type { ParamStore } from '../nn/params.ts';
+import { Generator } from '../baselines/generator.ts';
+import { BUNDLE_FORMAT, BundleError, readManifest, type BundleManifest, type ModelConfig } from './manifest.ts';
 
-export const BUNDLE_FORMAT = 'vqguard-bundle/1';
+export { BUNDLE_FORMAT, BundleError, readManifest, manifestSchema } from './manifest.ts';
+export type { BundleManifest, ModelConfig, TrainingRecord } from './manifest.ts';
 
-export type ModelConfig = ClassifierConfig | VqVaeConfig | GeneratorConfig;
 export type Model = Classifier | VqVae | Generator;
-
-export interface TrainingRecord {
-  command: string;
-  seed: number;
-  epochs: number;
-  batchSize: number;
-  learningRate: number;
-  adversarial?: { attacks: string[]; maxEps: number; fraction: number } | null;
-  trainSeconds: number;
-  backend: string;
-}
-
-export interface BundleManifest {
-  format: string;
-  name: string;
-  config: ModelConfig;
-  params: (ParamSpec & { offset: number; length: number })[];
-  weightsFile: string;
-  weightsSha256: string;
-  dataset: { name: string; trainSize: number; validationSize: number; testSize: number; seed: number };
-  training: TrainingRecord;
-  metrics: Record<string, number>;
-  createdAt: string;
-}
-
-export class BundleError extends Error {}
 
 export function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
@@ -91,21 +65,6 @@ export function saveBundle(
   writeFileSync(join(dir, 'model.json.tmp'), JSON.stringify(manifest, null, 2) + '\n');
   renameSync(join(dir, 'weights.bin.tmp'), join(dir, 'weights.bin'));
   renameSync(join(dir, 'model.json.tmp'), join(dir, 'model.json'));
-  return manifest;
-}
-
-export function readManifest(dir: string): BundleManifest {
-  const path = join(dir, 'model.json');
-  if (!existsSync(path)) throw new BundleError(`model bundle not found: ${path} does not exist`);
-  let manifest: BundleManifest;
-  try {
-    manifest = JSON.parse(readFileSync(path, 'utf8')) as BundleManifest;
-  } catch (e) {
-    throw new BundleError(`model bundle ${dir}: model.json is not valid JSON (${(e as Error).message})`);
-  }
-  if (manifest.format !== BUNDLE_FORMAT) {
-    throw new BundleError(`model bundle ${dir}: unsupported format "${manifest.format}" (expected ${BUNDLE_FORMAT})`);
-  }
   return manifest;
 }
 

@@ -4,46 +4,46 @@
  *   <dir>/classifier
  *   <dir>/purifier-split<k>        clean-trained purifier for a k x k split (k = 1: whole image)
  *   <dir>/purifier-split<k>-adv    adversarially trained (Defense-VAE style)
- * A pipeline spec may carry the variant as a prefix: `adv:split2>full`.
+ *   <dir>/generator                the Defense-GAN-style baseline's generator
+ * A pipeline spec may carry the variant as a prefix: `adv:split2>full`. Which bundles a stage
+ * needs and how it is built is declared by its stage kind (src/purify/stages/).
  */
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { loadBundle, BundleError, type BundleManifest } from './bundle.ts';
+import { tf } from '../backend/tf.ts';
+import { loadBundle, BundleError, type BundleManifest, type Model } from './bundle.ts';
 import type { Classifier } from '../detect/classifier.ts';
 import type { VqVae } from '../purify/vqvae.ts';
-import { SQUEEZE_STAGES } from '../detect/squeeze.ts';
-import type { Generator } from '../baselines/generator.ts';
-import { composePipeline, parsePipeline, vqStage, type Pipeline, type Stage } from '../purify/pipeline.ts';
+import { composePipeline, type Pipeline } from '../purify/pipeline.ts';
+import { buildStage, parsePipeline, pipelineBundles, purifierDirName, type StageContext, type Variant } from '../purify/stages/index.ts';
 
-export type Variant = 'clean' | 'adv';
-
-export type ExtraStageFactory = (name: string) => Stage;
-
-export function purifierDirName(k: number, variant: Variant): string {
-  return `purifier-split${k}${variant === 'adv' ? '-adv' : ''}`;
-}
-
-export function splitVariant(spec: string): { variant: Variant; stages: string } {
-  const m = /^(clean|adv):(.*)$/.exec(spec.trim());
-  return m ? { variant: m[1] as Variant, stages: m[2]! } : { variant: 'clean', stages: spec.trim() };
-}
+export type { Variant } from '../purify/stages/index.ts';
+export { purifierDirName, splitVariant } from '../purify/stages/index.ts';
 
 export class ModelRegistry {
-  private clf: { model: Classifier; manifest: BundleManifest } | null = null;
-  private readonly purifiers = new Map<string, { model: VqVae; manifest: BundleManifest }>();
+  /** Loaded bundles by folder name (classifier, purifier-split2-adv, generator, ...). */
+  private readonly bundles = new Map<string, { model: Model; manifest: BundleManifest }>();
 
-  constructor(readonly dir: string, private readonly extraStages: Record<string, ExtraStageFactory> = SQUEEZE_STAGES) {
+  constructor(readonly dir: string) {
     if (!existsSync(dir)) throw new BundleError(`model directory ${dir} does not exist`);
   }
 
+  /** The bundle `<dir>/<name>`, loaded (sha256-checked) on first use. */
+  entry<M extends Model>(name: string): { model: M; manifest: BundleManifest } {
+    let e = this.bundles.get(name);
+    if (!e) {
+      e = loadBundle(join(this.dir, name));
+      this.bundles.set(name, e);
+    }
+    return e as { model: M; manifest: BundleManifest };
+  }
+
   classifier(): Classifier {
-    this.clf ??= loadBundle<Classifier>(join(this.dir, 'classifier'));
-    return this.clf.model;
+    return this.entry<Classifier>('classifier').model;
   }
 
   classifierManifest(): BundleManifest {
-    this.classifier();
-    return this.clf!.manifest;
+    return this.entry('classifier').manifest;
   }
 
   purifier(k: number, variant: Variant = 'clean'): VqVae {
@@ -51,56 +51,26 @@ export class ModelRegistry {
   }
 
   purifierEntry(k: number, variant: Variant = 'clean'): { model: VqVae; manifest: BundleManifest } {
-    const name = purifierDirName(k, variant);
-    let e = this.purifiers.get(name);
-    if (!e) {
-      e = loadBundle<VqVae>(join(this.dir, name));
-      this.purifiers.set(name, e);
-    }
-    return e;
+    return this.entry<VqVae>(purifierDirName(k, variant));
   }
 
-  private generatorModel: Generator | null = null;
-
-  /** Defense-GAN-style stage `defensegan` (L=200, R=10) or `defensegan-L<steps>-R<restarts>`. */
-  private defenseGanStage(name: string): Stage {
-    const m = /^defensegan(?:-L(\d+)-R(\d+))?$/.exec(name)!;
-    const steps = Number(m[1] ?? 200), restarts = Number(m[2] ?? 10);
-    this.generatorModel ??= loadBundle<Generator>(join(this.dir, 'generator')).model;
-    const g = this.generatorModel;
-    // Dense, convT 7->14 (64->32), convT 14->28 (32->C); forward + backward per step.
-    const perStep = 2 * 3 * (g.config.latent * 49 * 64 + 49 * 16 * 32 * 64 + 196 * 16 * g.config.channels * 32);
-    return { name, apply: (x) => g.purify(x, steps, restarts), flopsPerImage: () => steps * restarts * perStep };
-  }
-
-  /** Builds a pipeline such as `split2>full` or `adv:full`. */
+  /** Builds a pipeline such as `split2>full`, `adv:full`, `bits1` from the stage registry. */
   pipeline(spec: string): Pipeline {
-    const { variant, stages } = splitVariant(spec);
-    const dg = stages.split('>').map((s) => s.trim()).filter((s) => /^defensegan(-L\d+-R\d+)?$/.test(s));
-    const parsed = parsePipeline(stages, [...Object.keys(this.extraStages), ...dg]);
-    const built = parsed.map((s) =>
-      s.kind === 'split' ? vqStage(s.k, this.purifier(s.k, variant)) : dg.includes(s.name) ? this.defenseGanStage(s.name) : this.extraStages[s.name]!(s.name),
-    );
-    return composePipeline(spec.trim(), built);
+    const parsed = parsePipeline(spec);
+    const ctx: StageContext = { tf, variant: parsed.variant, bundle: <M>(name: string) => this.entry(name).model as M };
+    return composePipeline(parsed.spec, parsed.stages.map((s) => buildStage(s, ctx)));
   }
 
-  /** Versions (sha256 prefixes) of the bundles a pipeline uses. */
+  /** Versions (sha256 prefixes) of the bundles a pipeline uses, the classifier first. */
   versions(spec: string): Record<string, string> {
-    const { variant, stages } = splitVariant(spec);
     const out: Record<string, string> = { classifier: this.classifierManifest().weightsSha256.slice(0, 12) };
-    for (const s of parsePipeline(stages, Object.keys(this.extraStages))) {
-      if (s.kind === 'split') out[purifierDirName(s.k, variant)] = this.purifierEntry(s.k, variant).manifest.weightsSha256.slice(0, 12);
-    }
+    for (const name of pipelineBundles(spec)) out[name] = this.entry(name).manifest.weightsSha256.slice(0, 12);
     return out;
   }
 
   dispose(): void {
-    this.clf?.model.dispose();
-    this.generatorModel?.dispose();
-    this.generatorModel = null;
-    for (const e of this.purifiers.values()) e.model.dispose();
-    this.purifiers.clear();
-    this.clf = null;
+    for (const e of this.bundles.values()) e.model.dispose();
+    this.bundles.clear();
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { tf } from '../backend/tf.ts';
 import type { Tensor, Variable } from '@tensorflow/tfjs-node';
+import { mulberry32 } from './random.ts';
 
 export interface ParamSpec {
   name: string;
@@ -79,14 +80,8 @@ export class ParamStore {
 
 /** Deterministic per-parameter seeds derived from one model seed. */
 export function seedStream(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) % 2147483647;
-  };
+  const rng = mulberry32(seed);
+  return () => (rng() * 4294967296) % 2147483647; // the generator's 32-bit output, as before
 }
 
 /** He-normal initialiser for a conv kernel [kh, kw, in, out] or dense [in, out]. */

@@ -2,16 +2,17 @@
  * k x k split and stitch. An image [N,H,W,C] is zero-padded (bottom/right) to multiples of
  * k, cut into k*k tiles, and the tiles of all images form one batch [N*k*k, H/k, W/k, C]
  * (image-major, then row-major tiles). stitch() is the exact inverse. Both are plain
- * reshapes/transposes, so they are differentiable (BPDA flows through them).
+ * reshapes/transposes, so they are differentiable (BPDA flows through them). The backend is
+ * passed in (`tf`), so importing this module loads no TensorFlow.
  */
-import { tf } from '../backend/tf.ts';
 import type { Tensor4D } from '@tensorflow/tfjs-node';
+import type { TF } from './stages/types.ts';
 
 export function tileSize(h: number, w: number, k: number): [number, number] {
   return [Math.ceil(h / k), Math.ceil(w / k)];
 }
 
-export function splitTiles(x: Tensor4D, k: number): Tensor4D {
+export function splitTiles(tf: TF, x: Tensor4D, k: number): Tensor4D {
   if (!Number.isInteger(k) || k < 1) throw new Error(`split factor must be a positive integer, got ${k}`);
   if (k === 1) return x;
   return tf.tidy(() => {
@@ -23,7 +24,7 @@ export function splitTiles(x: Tensor4D, k: number): Tensor4D {
   });
 }
 
-export function stitchTiles(tiles: Tensor4D, k: number, h: number, w: number): Tensor4D {
+export function stitchTiles(tf: TF, tiles: Tensor4D, k: number, h: number, w: number): Tensor4D {
   if (k === 1) return tiles;
   return tf.tidy(() => {
     const [m, th, tw, c] = tiles.shape;

@@ -16,6 +16,7 @@ import { defaultCalibrationPath } from '../detect/calibration.ts';
 import { decodeGuardedImage, type GuardedImage } from '../records/avro.ts';
 import { summarise, type StreamSummary } from '../demo/summary.ts';
 import { rocAuc } from '../eval/roc.ts';
+import { quantile } from '../report/stats.ts';
 import { readRange, resolveRange, rangeSize, type PartitionRange, type RangeSpec } from './readRange.ts';
 
 export const REPLAY_FORMAT = 'vqguard-replay/1';
@@ -144,12 +145,6 @@ function describeBound(b: RangeSpec['from']): string | undefined {
   return 'offset' in b ? `offset ${b.offset}` : `time ${new Date(b.time).toISOString()}`;
 }
 
-function quantile(sorted: number[], q: number): number {
-  if (!sorted.length) return NaN;
-  const i = (sorted.length - 1) * q;
-  const lo = Math.floor(i), hi = Math.ceil(i);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (i - lo);
-}
 
 export function scoreStats(values: number[]): ScoreStats {
   const s = [...values].sort((a, b) => a - b);

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { renderVegaLite, writeChart, type Chart } from '../report/plot.ts';
-import { markdownTable } from '../cli/table.ts';
+import { markdownTable } from '../report/table.ts';
 import type { PipelineReport, ReplayReport } from './replay.ts';
 
 export const SUMMARY_HEADERS = ['pipeline', 'records', 'outputs', 'dead', 'flagged', 'flag rate', 'precision', 'recall', 'FPR', 'AUC', 'acc before', 'acc after', 'img/s'];

@@ -59,7 +59,7 @@ export function reconstructionMse(model: VqVae, set: ImageSet, split: number, ba
   for (let s = 0; s < set.n; s += batch) {
     const e = Math.min(set.n, s + batch);
     const v = tf.tidy(() => {
-      const x = splitTiles(batchTensor(set, s, e), split);
+      const x = splitTiles(tf, batchTensor(set, s, e), split);
       return tf.sum(tf.square(tf.sub(model.reconstruct(x), x)));
     });
     sum += v.dataSync()[0]!;
@@ -95,8 +95,8 @@ export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): 
       const b = subset(train, idx);
       const seed = Math.floor(rng() * 1e9);
       const { input, target } = makeBatch(b, opts, rng, seed);
-      const xIn = splitTiles(input, opts.split);
-      const xT = splitTiles(target, opts.split);
+      const xIn = splitTiles(tf, input, opts.split);
+      const xT = splitTiles(tf, target, opts.split);
       if (!model.initialised) model.initCodebook(xIn, seed);
       let ze: Tensor2D | null = null;
       let indices: Tensor | null = null;

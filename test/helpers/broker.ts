@@ -9,7 +9,7 @@
  *   1. KAFKA_BROKERS env (comma-separated) - an external broker; stop() is a no-op;
  *   2. testcontainers (apache/kafka image), when a Docker engine answers and the optional
  *      `testcontainers` package can be imported (it is not a dependency of this repo);
- *   3. the local JVM broker from src/kafka/localBroker.ts (jars from Maven Central).
+ *   3. the local JVM broker from tools/localBroker.ts (jars from Maven Central).
  * VQGUARD_TEST_BROKER=env|testcontainers|local forces one.
  *
  * Calls within one process share one broker (reference counted): the last stop() stops it.
@@ -17,7 +17,7 @@
 import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
-import { freePort, startLocalBroker, waitForKafka, type LocalBroker } from '../../src/kafka/localBroker.ts';
+import { freePort, startLocalBroker, waitForKafka, type LocalBroker } from '../../tools/localBroker.ts';
 
 export type TestBrokerKind = 'env' | 'testcontainers' | 'local';
 

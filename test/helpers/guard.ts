@@ -89,6 +89,8 @@ export interface RawConfigOptions {
   webhook?: Record<string, unknown>;
   sasl?: Record<string, unknown>;
   action?: 'forward-cleaned' | 'forward-original' | 'quarantine';
+  /** Default PIPELINE. */
+  pipeline?: string | string[];
 }
 
 /** A raw configuration document (for parseConfig, or written to a file for the CLI). */
@@ -106,7 +108,7 @@ export function rawConfig(t: GuardTopics, o: RawConfigOptions = {}): Record<stri
         output: t.output,
         deadLetter: t.deadLetter,
         alerts: t.alerts,
-        pipeline: PIPELINE,
+        pipeline: o.pipeline ?? PIPELINE,
         action: o.action ?? 'forward-cleaned',
         maxBatchSize: o.maxBatchSize ?? 32,
         maxBatchWaitMs: 20,

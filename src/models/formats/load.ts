@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import type { Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
 import { tf } from '../../backend/tf.ts';
-import { mulberry32 } from '../../data/dataset.ts';
+import { mulberry32 } from '../../nn/random.ts';
 import {
   DeclarationError,
   parseDeclaration,

@@ -1,0 +1,89 @@
+/**
+ * A bundle's model.json: its zod schema (the one source of the BundleManifest type) and
+ * readManifest, which reads and checks it without loading TensorFlow (the config check uses it).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { ClassifierConfig } from '../detect/classifier.ts';
+import type { VqVaeConfig } from '../purify/vqvaeConfig.ts';
+import type { GeneratorConfig } from '../baselines/generator.ts';
+
+export const BUNDLE_FORMAT = 'vqguard-bundle/1';
+
+export class BundleError extends Error {}
+
+const dim = z.number().int().positive();
+const num = z.number().finite();
+
+const classifierConfig: z.ZodType<ClassifierConfig> = z.object({
+  kind: z.literal('classifier'), height: dim, width: dim, channels: dim, classes: dim, conv1: dim, conv2: dim, hidden: dim,
+});
+const vqvaeConfig: z.ZodType<VqVaeConfig> = z.object({
+  kind: z.literal('vqvae'), split: dim, height: dim, width: dim, channels: dim, filters: dim, embeddingDim: dim, codebookSize: dim,
+  commitmentBeta: num, emaDecay: num, deadCodeThreshold: num, outputBiasInit: num,
+});
+const generatorConfig: z.ZodType<GeneratorConfig> = z.object({ kind: z.literal('generator'), height: dim, width: dim, channels: dim, latent: dim });
+
+export const trainingRecordSchema = z.object({
+  command: z.string(),
+  seed: z.number().int(),
+  epochs: z.number().nonnegative(),
+  batchSize: z.number().int().nonnegative(),
+  learningRate: num,
+  adversarial: z.object({ attacks: z.array(z.string()), maxEps: num, fraction: num }).nullish(),
+  trainSeconds: num,
+  backend: z.string(),
+});
+
+export const manifestSchema = z.object({
+  format: z.string(),
+  name: z.string(),
+  config: z.union([classifierConfig, vqvaeConfig, generatorConfig]),
+  params: z.array(
+    z.object({
+      name: z.string().min(1),
+      shape: z.array(z.number().int().nonnegative()),
+      trainable: z.boolean(),
+      offset: z.number().int().nonnegative(),
+      length: z.number().int().nonnegative(),
+    }),
+  ),
+  weightsFile: z.string().regex(/^[^/\\]+$/, 'a file name inside the bundle folder'),
+  weightsSha256: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 hex digest'),
+  dataset: z.object({
+    name: z.string(),
+    trainSize: z.number().int().nonnegative(),
+    validationSize: z.number().int().nonnegative(),
+    testSize: z.number().int().nonnegative(),
+    seed: z.number().int(),
+  }),
+  training: trainingRecordSchema,
+  metrics: z.record(num),
+  createdAt: z.string(),
+});
+
+export type TrainingRecord = z.infer<typeof trainingRecordSchema>;
+export type BundleManifest = z.infer<typeof manifestSchema>;
+export type ModelConfig = BundleManifest['config'];
+
+export function readManifest(dir: string): BundleManifest {
+  const path = join(dir, 'model.json');
+  if (!existsSync(path)) throw new BundleError(`model bundle not found: ${path} does not exist`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new BundleError(`model bundle ${dir}: model.json is not valid JSON (${(e as Error).message})`);
+  }
+  const format = (raw as { format?: unknown } | null)?.format;
+  if (format !== BUNDLE_FORMAT) {
+    throw new BundleError(`model bundle ${dir}: unsupported format "${String(format)}" (expected ${BUNDLE_FORMAT})`);
+  }
+  const r = manifestSchema.safeParse(raw);
+  if (!r.success) {
+    const why = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
+    throw new BundleError(`model bundle ${dir}: model.json is malformed (${why})`);
+  }
+  return r.data;
+}
