@@ -147,7 +147,7 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
       const port = await waitFor(() => run.guard.httpPort, 60_000, 'ops server up');
       const health = await httpGet(port, '/healthz');
       assert.equal(health.status, 200);
-      assert.deepEqual(JSON.parse(health.body), { status: 'alive' });
+      assert.deepEqual(JSON.parse(health.body), { status: 'alive', checks: { consumerAlive: true } });
       const notReady = await httpGet(port, '/readyz');
       assert.equal(notReady.status, 503, 'not ready before partitions are assigned');
       assert.deepEqual(JSON.parse(notReady.body), { status: 'not ready', checks: { brokerConnected: false, modelsWarm: true, partitionsAssigned: false } });

@@ -15,7 +15,7 @@
  */
 import sharp from 'sharp';
 import { decodePngFast, encodePngFast } from './png.ts';
-import { sniffImage, type SniffedFormat } from '../records/input.ts';
+import { sniffImage, type SniffedFormat } from './sniff.ts';
 import { cleanDetail, type Failure, type ReasonCode } from '../records/reasons.ts';
 
 export type ImageFormat = SniffedFormat; // png | jpeg | gif | webp | tiff | svg
