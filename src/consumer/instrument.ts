@@ -18,7 +18,7 @@ export function attachMetrics(runner: Runner, metrics: GuardMetrics): void {
     if (!e.restart) metrics.consumerUp.set(0);
   });
   runner.on('restart', () => metrics.consumerRestarts.inc());
-  runner.on('rebalance', () => metrics.consumerUp.set(1));
+  runner.on('recovered', () => metrics.consumerUp.set(1));
   runner.on('limits', (e) => {
     for (const [topic, v] of Object.entries(e.limits)) metrics.topicMaxMessageBytes.set({ topic }, v);
   });
@@ -49,6 +49,7 @@ export function attachLogging(runner: Runner, log: Logger): void {
     else log.error({ cause, errorName: e.error?.name, restart: false }, `consumer crashed: ${cause}; recreating consumer and producer`);
   });
   runner.on('restart', (e) => log.info({ attempt: e.attempt, downMs: e.downMs }, 'consumer and producer recreated; rejoining the group'));
+  runner.on('recovered', (e) => log.info({ downMs: e.downMs }, 'consumer working again'));
   runner.on('fatal', (e) => log.fatal({ cause: e.error?.message, downMs: e.downMs }, 'consumer could not be recreated in time; exiting'));
   runner.on('batch.end', (e) => {
     const r = e.result;

@@ -61,7 +61,8 @@ export interface ChunkResult {
 
 /** Replaceable steps (fault injection in tests; defaults are the real ones). */
 export interface ChunkSteps {
-  encodeImage: typeof encodeImage;
+  /** Encodes one record's cleaned image (`id`: the record's id, for fault injection). */
+  encodeImage(pixels: Float32Array, width: number, height: number, channels: 1 | 3, format: OutputImageFormat, id: string): Promise<Buffer>;
   encodeGuardedImage: typeof encodeGuardedImage;
 }
 
@@ -117,7 +118,7 @@ type Decoded = { m: InMessage; input: GuardInput; pixels: Float32Array; format: 
 export async function processChunk(rt: TopicRuntime, topic: string, partition: number, messages: InMessage[], now = Date.now, opts: ChunkOptions = {}): Promise<ChunkResult> {
   const s = rt.settings;
   const clock = opts.now ?? now;
-  const steps: ChunkSteps = { encodeImage, encodeGuardedImage, ...opts.steps };
+  const steps: ChunkSteps = { encodeImage: (p, w, h, c, f) => encodeImage(p, w, h, c, f), encodeGuardedImage, ...opts.steps };
   const stageMs = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 };
   let tick = performance.now();
   const lap = (stage: keyof ChunkResult['stageMs']) => {
@@ -198,7 +199,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
           }
           const forwardOriginal = s.action === 'forward-original';
           const outFormat: OutputImageFormat = s.image.outputFormat === 'input' && g.format !== 'svg' ? g.format : 'png';
-          const image = forwardOriginal ? g.input.bytes : await steps.encodeImage(purified.subarray(i * size, (i + 1) * size), w, h, c as 1 | 3, outFormat);
+          const image = forwardOriginal ? g.input.bytes : await steps.encodeImage(purified.subarray(i * size, (i + 1) * size), w, h, c as 1 | 3, outFormat, g.input.id);
           const value = steps.encodeGuardedImage({
             id: g.input.id,
             contentType: forwardOriginal ? g.input.contentType : mimeType(outFormat),

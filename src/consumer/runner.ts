@@ -25,7 +25,7 @@
  * consumer pauses fetching and resumes once the count falls to half the bound.
  */
 import { EventEmitter } from 'node:events';
-import { ConfigResourceTypes, type Consumer, type EachBatchPayload, type Kafka, type Producer, type Transaction } from 'kafkajs';
+import type { ConfigResourceTypes, Consumer, EachBatchPayload, Kafka, Producer, Transaction } from 'kafkajs';
 import { chunk, OffsetTracker } from './offsets.ts';
 import { Backpressure } from './backpressure.ts';
 import { assemble, BATCH_OVERHEAD, messageBytes, processChunk, type ChunkResult, type ChunkSteps, type InMessage, type AlertEvent, type OutMessage } from './processChunk.ts';
@@ -83,9 +83,14 @@ export interface RunnerEventMap {
   limits: [{ limits: Record<string, number>; missing: string[] }];
   crash: [{ error: Error; restart: boolean }];
   restart: [{ attempt: number; downMs: number }];
+  /** Working again after a crash: a micro-batch committed, or joined and crash-free for a session timeout. */
+  recovered: [{ downMs: number }];
   fatal: [{ error: Error; downMs: number }];
   alerts: [AlertEvent[]];
 }
+
+/** kafkajs's ConfigResourceTypes.TOPIC (a TypeScript enum its CommonJS build does not export by name to ESM). */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -194,8 +199,13 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     consumer.on(GROUP_JOIN, (e) => {
       if (consumer !== this._consumer) return;
       this.assigned = Object.keys(e.payload.memberAssignment).length > 0;
-      this.deadSince = null;
       this.offsets = new OffsetTracker();
+      // Rejoining is not enough (a poisoned batch crashes it again at once): alive after a commit,
+      // or after a session timeout in the group without a crash.
+      if (this.deadSince !== null) {
+        const since = this.deadSince;
+        setTimeout(() => consumer === this._consumer && this.deadSince === since && this.connected && this.markAlive(), this.timeouts.sessionTimeoutMs).unref();
+      }
       this.emit('rebalance', { assignment: e.payload.memberAssignment });
     });
     consumer.on(CONNECT, () => consumer === this._consumer && (this.connected = true));
@@ -212,6 +222,20 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     this._producer = producer;
   }
 
+  private fatalSent = false;
+  private fatal(error: Error): void {
+    if (this.fatalSent) return;
+    this.fatalSent = true;
+    this.emit('fatal', { error, downMs: this.deadSince === null ? 0 : Date.now() - this.deadSince });
+  }
+
+  private markAlive(): void {
+    if (this.deadSince === null) return;
+    const downMs = Date.now() - this.deadSince;
+    this.deadSince = null;
+    this.emit('recovered', { downMs });
+  }
+
   private onCrash(error: Error, restart: boolean): void {
     this.connected = false;
     this.assigned = false;
@@ -219,6 +243,10 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     this.emit('crash', { error, restart });
     if (restart) return; // kafkajs restarts the consumer itself (retriable error)
     this.deadSince ??= Date.now();
+    if (Date.now() - this.deadSince >= this.timeouts.restartGiveUpMs) {
+      this.fatal(error);
+      return;
+    }
     void this.recover(error);
   }
 
@@ -232,7 +260,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
       for (let attempt = 1; !this.stopping; attempt++) {
         const since = this.deadSince ?? Date.now();
         if (Date.now() - since >= t.restartGiveUpMs) {
-          this.emit('fatal', { error: cause, downMs: Date.now() - since });
+          this.fatal(cause);
           return;
         }
         await sleep(wait);
@@ -293,7 +321,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     try {
       for (const name of topics) {
         try {
-          const r = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] }] });
+          const r = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: TOPIC_RESOURCE, name, configNames: ['max.message.bytes'] }] });
           const v = r.resources[0]?.configEntries.find((c) => c.configName === 'max.message.bytes')?.configValue;
           if (v !== undefined && Number.isFinite(Number(v))) limits.set(name, Number(v));
           else missing.push(name);
@@ -437,6 +465,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
       if (p.isRunning()) await consumer.commitOffsets([{ topic, partition, offset: next }]);
       else await p.commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition, offset: next }] }] });
     }
+    this.markAlive();
     this.emit('commit', { topic, partition, offset: next, transactional: this.opts.transactions });
     this.emit('batch.end', { ...info, seconds: Number(process.hrtime.bigint() - t0) / 1e9, pipeline: s.pipelines.join('+'), result: r });
     if (r.alerts.length) this.emit('alerts', r.alerts);
