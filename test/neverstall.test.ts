@@ -345,7 +345,7 @@ describe('never stall (real broker)', { timeout: 600_000 }, () => {
         );
         if (outcome === 'exited') assert.notEqual(a.proc.exitCode, 0, 'the frozen instance exited non-zero');
         else assert.equal((await httpGet(pa, '/healthz')).status, 200, 'A alive');
-        t.diagnostic(`after SIGCONT: ${outcome}; A log: ${a.logs().filter((l) => Number(l.level) >= 50).map((l) => l.msg).join(' | ')}`);
+        t.diagnostic(`after SIGCONT: ${outcome}; A log: ${a.logs().filter((l) => Number(l.level) >= 50 || /crashed|recreated|working again/.test(String(l.msg))).map((l) => String(l.msg).slice(0, 160)).join(" | ")}`);
         const r = decodeResults(
           await collect(broker.brokers, [topics.output, topics.deadLetter], (g) => coverage(decodeResults(g, topics)).size >= N, { timeoutMs: 90_000, lingerMs: 2000 }),
           topics,
