@@ -330,6 +330,7 @@ describe('never stall (real broker)', { timeout: 600_000 }, () => {
           return metricSum(s, 'vqguard_records_produced_total') + metricSum(s, 'vqguard_records_dead_lettered_total');
         };
         await waitFor(async () => (await answered(pa)) >= 16, 60_000, 'A has answered some records', 100);
+        const joinsBefore = a.logs().filter((l) => l.msg === 'partitions assigned').length;
         a.proc.kill('SIGSTOP');
         const frozenAt = Date.now();
         // Past the session timeout and the broker's abort of A's open transaction (transactionTimeoutMs + its 10 s check interval).
@@ -338,7 +339,8 @@ describe('never stall (real broker)', { timeout: 600_000 }, () => {
         t.diagnostic(`A frozen ${Date.now() - frozenAt} ms`);
         const aExit = a;
         const outcome = await waitFor(
-          async () => (aExit.proc.exitCode !== null ? 'exited' : (await ready(pa)) && (await ready(pb)) ? 'both' : undefined),
+          // Consuming again = rejoined the group after the resume (a new assignment) and both ready.
+          async () => (aExit.proc.exitCode !== null ? 'exited' : aExit.logs().filter((l) => l.msg === 'partitions assigned').length > joinsBefore && (await ready(pa)) && (await ready(pb)) ? 'both' : undefined),
           90_000,
           () => `both consuming again after SIGCONT\nA:${aExit.output().slice(-3000)}`,
           250,

@@ -454,7 +454,13 @@ export class Runner extends EventEmitter<RunnerEventMap> {
       }
     }
     const last = info.lastOffset;
-    r = await this.deliverFitted(topic, partition, last, r, rt);
+    // Still a member of the group? After a freeze (GC pause, SIGSTOP) past the session timeout the
+    // partition belongs to another member: this heartbeat fails (unknown member / rebalancing) and
+    // kafkajs rejoins, instead of this zombie producing (and, with transactions, committing) the
+    // chunk again. kafkajs's sendOffsets does not carry the group generation (KIP-447), so this
+    // check and the transaction timeout are what fence a resumed member.
+    await p.heartbeat();
+    r = await this.deliverFitted(topic, partition, last, r, rt, () => p.heartbeat());
     for (const k of keys) this.failures.delete(k);
     p.resolveOffset(last);
     const next = this.offsets.acknowledge(topic, partition, last);
@@ -477,11 +483,11 @@ export class Runner extends EventEmitter<RunnerEventMap> {
    * limits (halving the refusing topics' if they did not change), refits and tries again, so only
    * the records that do not fit become dead letters (truncated if need be).
    */
-  private async deliverFitted(topic: string, partition: number, lastOffset: string, r: ChunkResult, rt: TopicRuntime): Promise<ChunkResult> {
+  private async deliverFitted(topic: string, partition: number, lastOffset: string, r: ChunkResult, rt: TopicRuntime, beforeCommit: () => Promise<void>): Promise<ChunkResult> {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.opts.inject?.beforeDeliver?.(topic, partition, r);
-        await this.deliver(topic, partition, lastOffset, r);
+        await this.deliver(topic, partition, lastOffset, r, beforeCommit);
         return r;
       } catch (e) {
         if (!isMessageTooLarge(e) || attempt >= 6) throw e;
@@ -523,7 +529,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
   }
 
   /** Sends a chunk's messages; resolves only when the broker acknowledged all of them. */
-  private async deliver(topic: string, partition: number, lastOffset: string, r: ChunkResult): Promise<void> {
+  private async deliver(topic: string, partition: number, lastOffset: string, r: ChunkResult, beforeCommit: () => Promise<void>): Promise<void> {
     const rounds = this.sends(r.out);
     const producer = this._producer;
     if (!this.opts.transactions) {
@@ -537,6 +543,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
         consumerGroupId: this.opts.groupId,
         topics: [{ topic, partitions: [{ partition, offset: (BigInt(lastOffset) + 1n).toString() }] }],
       });
+      await beforeCommit();
       await tx.commit();
     } catch (e) {
       await tx.abort().catch(() => {});

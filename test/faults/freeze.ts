@@ -90,12 +90,15 @@ async function main(): Promise<number> {
       const i = f % 2;
       await sleep(3000);
       const c = kids[i]!;
+      const joinsBefore = c.logs().filter((l) => l.msg === 'partitions assigned').length;
       c.proc.kill('SIGSTOP');
       log(`freeze ${f + 1}/${F}: instance ${'AB'[i]} SIGSTOP (produced ${produced}/${N})`);
       await sleep(FREEZE_MS);
       c.proc.kill('SIGCONT');
       const resumed = Date.now();
-      const outcome = await until(async () => (c.proc.exitCode !== null ? 'exited' : (await ready(0)) && (await ready(1)) ? 'both' : undefined), 120_000, `both consuming after freeze ${f + 1}\n${c.output().slice(-3000)}`);
+      // Consuming again = rejoined the group after the resume (a new assignment) and both ready.
+      const rejoined = () => c.logs().filter((l) => l.msg === 'partitions assigned').length > joinsBefore;
+      const outcome = await until(async () => (c.proc.exitCode !== null ? 'exited' : rejoined() && (await ready(0)) && (await ready(1)) ? 'both' : undefined), 120_000, `both consuming after freeze ${f + 1}\n${c.output().slice(-3000)}`);
       const ms = Date.now() - resumed;
       recoverMax = Math.max(recoverMax, ms);
       if (outcome === 'exited') {
