@@ -8,7 +8,11 @@ import type { Runner } from './runner.ts';
 
 export function attachMetrics(runner: Runner, metrics: GuardMetrics): void {
   runner.on('consumed', (e) => metrics.consumed.inc({ topic: e.topic }, e.count));
-  runner.on('in-flight', (e) => metrics.inFlight.set(e.inFlight));
+  let peak = 0;
+  runner.on('in-flight', (e) => {
+    metrics.inFlight.set(e.inFlight);
+    if (e.inFlight > peak) metrics.inFlightMax.set((peak = e.inFlight));
+  });
   runner.on('pause', () => metrics.paused.set(1));
   runner.on('resume', () => metrics.paused.set(0));
   runner.on('lag', (e) => metrics.consumerLag.set({ topic: e.topic, partition: String(e.partition) }, e.lag));
