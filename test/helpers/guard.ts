@@ -143,8 +143,13 @@ export async function produce(brokers: string[], topic: string, messages: OutMsg
   await producer.connect();
   const where: { partition: number; offset: string }[] = [];
   try {
-    for (let i = 0; i < messages.length; i += 200) {
-      const part = messages.slice(i, i + 200);
+    // Sends of at most 200 messages and ~900 kB (a record batch must fit the topic's max.message.bytes).
+    for (let i = 0; i < messages.length; ) {
+      let j = i;
+      let bytes = 0;
+      while (j < messages.length && j - i < 200 && (j === i || bytes + (messages[j]!.value?.length ?? 0) <= 900_000)) bytes += messages[j++]!.value?.length ?? 0;
+      const part = messages.slice(i, j);
+      i = j;
       const meta = await producer.send({ topic, acks: -1, messages: part.map((m) => ({ key: m.key ?? null, value: m.value, partition: m.partition, headers: m.headers })) });
       // One RecordMetadata per partition with the base offset of this send's run on it.
       const next = new Map(meta.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
