@@ -62,7 +62,9 @@ function kafkaLogCreator(log: Logger, onConnectionError: () => void) {
     const fields = { kafka: entry.namespace, broker: rest.broker, error: rest.error, retryCount: rest.retryCount, groupId: rest.groupId };
     // kafkajs has no event for a failed connection, only this log line (readiness uses it).
     // A consumer crash is logged once, at error level, by the guard (naming the cause); kafkajs's own lines about it are warnings.
-    if (entry.level === kafkaLogLevel.ERROR && /^(Crash: |Restarting the consumer|Error when calling eachBatch)/.test(String(message))) {
+    // Error responses of the protocol (e.g. "Response SyncGroup(key: 14, version: 3)" during a rebalance) are
+    // handled by kafkajs or end in a crash the guard reports itself: warnings too.
+    if (entry.level === kafkaLogLevel.ERROR && /^(Crash: |Restarting the consumer|Error when calling eachBatch|Response \w+\(key: )/.test(String(message))) {
       log.warn(fields, message);
       return;
     }
