@@ -354,13 +354,19 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     return limits;
   }
 
+  private limitsLoaded = false;
+
   async start(): Promise<void> {
-    await this.loadLimits().catch(() => {});
     await this.startClients();
   }
 
   private async startClients(): Promise<void> {
     await this._producer.connect();
+    if (!this.limitsLoaded) {
+      // Once the broker has accepted a connection (so a TLS or SASL failure is reported once, by the producer).
+      this.limitsLoaded = true;
+      await this.loadLimits().catch(() => {});
+    }
     await this._consumer.connect();
     this.connected = true;
     for (const rt of this.runtimes) {
