@@ -63,13 +63,19 @@ models-fashion: $(STAMP)
 reports: $(STAMP)
 	bash scripts/reports.sh all
 
-# The guard CLI SIGKILLed at random points while it processes a stream, in both delivery modes
-# (test/faults/kill.ts; `make test` runs the same at a smaller size in test/faults.test.ts).
+# The guard CLI SIGKILLed at random points while it processes a stream with oversized records
+# (test/faults/kill.ts), then one of two instances frozen with SIGSTOP past the session timeout
+# (test/faults/freeze.ts), in both delivery modes. `make test` runs smaller versions
+# (test/faults.test.ts, test/neverstall.test.ts).
 FAULT_N ?= 2000
 FAULT_K ?= 6
+FAULT_OVERSIZE ?= 97
+FAULT_FREEZES ?= 3
 test-faults: install
-	FAULT_N=$(FAULT_N) FAULT_K=$(FAULT_K) FAULT_MODE=atleastonce node --import tsx test/faults/kill.ts
-	FAULT_N=$(FAULT_N) FAULT_K=$(FAULT_K) FAULT_MODE=transactions node --import tsx test/faults/kill.ts
+	FAULT_N=$(FAULT_N) FAULT_K=$(FAULT_K) FAULT_OVERSIZE=$(FAULT_OVERSIZE) FAULT_MODE=atleastonce node --import tsx test/faults/kill.ts
+	FAULT_N=$(FAULT_N) FAULT_K=$(FAULT_K) FAULT_OVERSIZE=$(FAULT_OVERSIZE) FAULT_MODE=transactions node --import tsx test/faults/kill.ts
+	FAULT_N=$(FAULT_N) FAULT_FREEZES=$(FAULT_FREEZES) FAULT_OVERSIZE=$(FAULT_OVERSIZE) FAULT_MODE=atleastonce node --import tsx test/faults/freeze.ts
+	FAULT_N=$(FAULT_N) FAULT_FREEZES=$(FAULT_FREEZES) FAULT_OVERSIZE=$(FAULT_OVERSIZE) FAULT_MODE=transactions node --import tsx test/faults/freeze.ts
 
 bench: install
 	$(VQ) bench backend

@@ -1,6 +1,7 @@
 // Crash faults at CI size: test/faults/kill.ts runs the real guard CLI over a stream of labelled
 // records and SIGKILLs it K times at random points, restarting it each time; nothing may be lost
-// (at-least-once) and nothing duplicated either (transactions, read_committed).
+// (at-least-once) and nothing duplicated either (transactions, read_committed). Every 50th record is
+// a 600 kB garbage value that must end as a truncated dead letter (a 256 KiB dead-letter topic).
 // `make test-faults` runs the same driver at a larger N and K.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +22,7 @@ function runDriver(mode: 'atleastonce' | 'transactions', brokers: string[], time
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', 'tsx', 'test/faults/kill.ts'], {
       cwd: REPO,
-      env: { ...process.env, KAFKA_BROKERS: brokers.join(','), FAULT_N: String(N), FAULT_K: String(K), FAULT_MODE: mode },
+      env: { ...process.env, KAFKA_BROKERS: brokers.join(','), FAULT_N: String(N), FAULT_K: String(K), FAULT_MODE: mode, FAULT_OVERSIZE: process.env.FAULT_OVERSIZE ?? '50' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -89,7 +89,7 @@ function assertExactlyOnceInOrder(got: Got[], n: number): void {
   assert.equal(seen.size, n);
 }
 
-describe('kafka round trip (real broker)', () => {
+describe('kafka round trip (real broker)', { timeout: 180_000 }, () => {
   let broker: TestBroker;
 
   before(async () => {
@@ -99,7 +99,7 @@ describe('kafka round trip (real broker)', () => {
     await broker?.stop();
   });
 
-  test(`${N} messages arrive exactly once, in order per partition`, async () => {
+  test(`${N} messages arrive exactly once, in order per partition`, { timeout: 60_000 }, async () => {
     const topic = uniqueTopic('roundtrip');
     await createTopics(broker.brokers, [topic], PARTITIONS);
     const kafka = client(broker.brokers);
@@ -117,7 +117,7 @@ describe('kafka round trip (real broker)', () => {
     assertExactlyOnceInOrder(got, N);
   });
 
-  test('restart() keeps the data', async (t) => {
+  test('restart() keeps the data', { timeout: 90_000 }, async (t) => {
     if (!broker.local) {
       t.skip(`broker kind ${broker.kind} cannot be restarted from the test`);
       return;

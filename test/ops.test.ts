@@ -147,7 +147,7 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
       const port = await waitFor(() => run.guard.httpPort, 60_000, 'ops server up');
       const health = await httpGet(port, '/healthz');
       assert.equal(health.status, 200);
-      assert.deepEqual(JSON.parse(health.body), { status: 'alive' });
+      assert.deepEqual(JSON.parse(health.body), { status: 'alive', checks: { consumerAlive: true } });
       const notReady = await httpGet(port, '/readyz');
       assert.equal(notReady.status, 503, 'not ready before partitions are assigned');
       assert.deepEqual(JSON.parse(notReady.body), { status: 'not ready', checks: { brokerConnected: false, modelsWarm: true, partitionsAssigned: false } });
@@ -268,10 +268,7 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
   });
 
   test('logs: structured, with record ids; no SASL password, webhook token or image bytes', { timeout: 120_000 }, async (t) => {
-    if (broker.kind !== 'local') {
-      t.skip(`needs a local broker with a SCRAM listener (broker kind ${broker.kind})`);
-      return;
-    }
+    // Starts its own local SCRAM broker, whatever broker the other tests use.
     const PASSWORD = 'pw-Zq7.Secret~only@test';
     const TOKEN = 'tok3n-0f-the-hook-xyz';
     let scram: LocalBroker | undefined;
@@ -387,17 +384,38 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
     }
   });
 
-  test('webhook: a closed port never blocks the stream; failures are counted', { timeout: 120_000 }, async (t) => {
-    const port = await freePort(); // nothing listens there
+  test('webhook: an endpoint that accepts and never answers does not block the stream; failures are counted', { timeout: 120_000 }, async (t) => {
+    // A server that accepts connections and never answers: every attempt waits out its timeout.
+    const sockets = new Set<import('node:net').Socket>();
+    let accepted = 0;
+    const silent = (await import('node:net')).createServer((sock) => {
+      accepted++;
+      sockets.add(sock);
+      sock.on('close', () => sockets.delete(sock));
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    const TIMEOUT_MS = 300;
+    const RETRIES = 1;
     const topics = await topicsWith(broker.brokers, 'ops-deadhook', 1);
     const recsHere = recs.slice(60, 160);
     await produce(broker.brokers, topics.input, recsHere.map((r) => ({ key: r.id, value: r.value, partition: 0 })));
-    const run = newGuard(broker.brokers, topics, { webhook: { url: `http://127.0.0.1:${port}/alerts`, retries: 2, backoffMs: 50, timeoutMs: 500, ratePerSec: 1000 } });
+    const run = newGuard(broker.brokers, topics, { webhook: { url: `http://127.0.0.1:${port}/alerts`, retries: RETRIES, backoffMs: 10, timeoutMs: TIMEOUT_MS, ratePerSec: 1000 } });
     try {
       await within(run.guard.start(), 60_000, 'guard.start()');
       const t0 = performance.now();
-      await waitFor(() => run.answered() >= recsHere.length, 90_000, 'all answered despite the dead webhook');
+      await waitFor(() => run.answered() >= recsHere.length, 90_000, 'all answered despite the silent webhook');
       const secs = (performance.now() - t0) / 1000;
+      const failedWhenAnswered = metricSum(parseMetrics((await httpGet(run.guard.httpPort!, '/metrics')).body).samples, 'vqguard_alert_webhook_deliveries_total', { outcome: 'failed' });
+      const nAlertsNow = run.alerts.length;
+      // Blocking deliveries would take nAlerts x (retries + 1) x timeout before the last record is answered.
+      const blockingSecs = (nAlertsNow * (RETRIES + 1) * TIMEOUT_MS) / 1000;
+      t.diagnostic(`answered in ${secs.toFixed(1)} s; ${failedWhenAnswered}/${nAlertsNow} deliveries given up by then; blocking deliveries would need >= ${blockingSecs.toFixed(1)} s`);
+      assert.ok(nAlertsNow >= 10, `enough alerts for the check (${nAlertsNow})`);
+      assert.ok(failedWhenAnswered < nAlertsNow / 2, `the stream did not wait for the webhook (${failedWhenAnswered} of ${nAlertsNow} given up when all were answered)`);
+      assert.ok(secs < blockingSecs, `answered in ${secs.toFixed(1)} s, less than the ${blockingSecs.toFixed(1)} s blocking deliveries would take`);
+      assert.ok(accepted > 0, 'the webhook connections were accepted (and never answered)');
       const nAlerts = run.alerts.length;
       assert.ok(nAlerts > 0, 'some records flagged');
       const port2 = run.guard.httpPort!;
@@ -407,7 +425,7 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
       const failed = metricSum(m, 'vqguard_alert_webhook_deliveries_total', { outcome: 'failed' });
       t.diagnostic(`${recsHere.length} records in ${secs.toFixed(1)} s with a dead webhook; ${nAlerts} alerts: retry=${retry} failed=${failed}`);
       assert.equal(failed, nAlerts, 'each alert failed once, after its retries');
-      assert.equal(retry, 2 * nAlerts, 'two retries per alert');
+      assert.equal(retry, RETRIES * nAlerts, 'the retries per alert');
       assert.equal(metricSum(m, 'vqguard_alert_webhook_deliveries_total', { outcome: 'ok' }), 0);
       assert.equal(metricSum(m, 'vqguard_records_consumed_total', { topic: topics.input }), recsHere.length);
       assert.ok(run.sink.records().some((l) => l.msg === 'webhook delivery failed after retries' && typeof l.recordId === 'string'), 'failures logged with the record id');
@@ -417,6 +435,8 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
       const t1 = performance.now();
       await within(run.guard.stop(), 30_000, 'guard.stop()');
       t.diagnostic(`stop took ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
     }
   });
 });

@@ -47,7 +47,7 @@ async function committed(admin: Admin, groupId: string, topic: string) {
   return res.flatMap((t) => t.partitions.map((p) => ({ partition: p.partition, offset: p.offset }))).sort((a, b) => a.partition - b.partition);
 }
 
-describe('replay (real broker)', () => {
+describe('replay (real broker)', { timeout: 300_000 }, () => {
   let broker: TestBroker;
   let kafka: Kafka;
   let admin: Admin;
@@ -69,7 +69,7 @@ describe('replay (real broker)', () => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('two pipelines over offsets 20..119: counts, live group untouched, report, output topic', async () => {
+  test('two pipelines over offsets 20..119: counts, live group untouched, report, output topic', { timeout: 150_000 }, async () => {
     const topic = uniqueTopic('replay-in');
     const outTopic = uniqueTopic('replay-out');
     await createTopics(broker.brokers, [topic, outTopic], 1);
@@ -159,7 +159,7 @@ describe('replay (real broker)', () => {
     assert.ok((meta.width ?? 0) > 400 && (meta.height ?? 0) > 200, `png ${meta.width}x${meta.height}`);
   });
 
-  test('range by offset and by time on two partitions; each offset once, in order', async () => {
+  test('range by offset and by time on two partitions; each offset once, in order', { timeout: 90_000 }, async () => {
     const topic = uniqueTopic('replay-range');
     await createTopics(broker.brokers, [topic], 2);
     const t0 = Date.UTC(2024, 0, 1);

@@ -12,6 +12,7 @@ import {
   startCli, waitFor, within, writeConfigFile, type CliChild, type GuardTopics, type OutMsg,
 } from './helpers/guard.ts';
 import { startKafkaProxy, type KafkaProxy } from './helpers/proxy.ts';
+import { decodeImageRecord, encodeImageRecord } from '../src/records/avro.ts';
 
 /** The ops port the CLI logged. */
 async function opsPort(c: CliChild): Promise<number> {
@@ -156,12 +157,22 @@ describe('resilience (real broker, guard CLI)', { timeout: 600_000 }, () => {
     }
   });
 
-  test('slow downstream: the consumer pauses, in-flight and RSS stay bounded', { timeout: 240_000 }, async (t) => {
-    const N = 4000;
-    const MAX_IN_FLIGHT = 64;
-    const BATCH = 16;
+  test('slow downstream: the consumer pauses, in-flight and RSS stay bounded', { timeout: 300_000 }, async (t) => {
+    // Records padded to ~64 KiB (an attribute): 3,000 of them are ~190 MiB queued, so buffering
+    // what waits would break the RSS bound below. One fetch (1 MiB per partition) holds ~16 of
+    // them, more than maxInFlight (8): every fetch crosses the bound, so the consumer must pause,
+    // and in-flight may not exceed the bound plus one fetch.
+    const N = 3000;
+    const MAX_IN_FLIGHT = 8;
+    const BATCH = 4;
+    const PAD = 64 * 1024;
     const recs = await samples(500, { adversarialRatio: 0.3, eps: 0.3, seed: 31, idPrefix: 'slow' });
-    const values = Array.from({ length: N }, (_, i) => ({ id: `slow-${i}`, value: recs[i % recs.length]!.value }));
+    const padded = recs.map((r) => {
+      const d = decodeImageRecord(r.value);
+      assert.ok(d.ok);
+      return encodeImageRecord({ ...d.record, attributes: { ...d.record.attributes, pad: 'p'.repeat(PAD) } });
+    });
+    const values = Array.from({ length: N }, (_, i) => ({ id: `slow-${i}`, value: padded[i % padded.length]! }));
     const topics = guardTopics('slow');
     await createTopics(broker.brokers, [topics.input, topics.output, topics.deadLetter, topics.alerts], 1);
     await produce(broker.brokers, topics.input, messagesOf(values, 1));
@@ -188,7 +199,7 @@ describe('resilience (real broker, guard CLI)', { timeout: 600_000 }, () => {
       const until = Date.now() + 25_000;
       while (Date.now() < until) {
         const s = await metrics(ops);
-        maxInFlight = Math.max(maxInFlight, metricSum(s, 'vqguard_in_flight_records'));
+        maxInFlight = Math.max(maxInFlight, metricSum(s, 'vqguard_in_flight_records_max'));
         if (metricSum(s, 'vqguard_consumer_paused') === 1) pausedSeen++;
         maxRss = Math.max(maxRss, rss());
         polls++;
@@ -200,17 +211,20 @@ describe('resilience (real broker, guard CLI)', { timeout: 600_000 }, () => {
         `slow phase 25 s: answered ${answered1 - answered0} (${answered0} -> ${answered1}), ${waiting} records (~${Math.round((bytesQueued * waiting) / N / 1024)} KiB) still queued; ` +
           `paused in ${pausedSeen}/${polls} polls; max in-flight ${maxInFlight} (maxInFlight ${MAX_IN_FLIGHT}); RSS ${rss0.toFixed(0)} -> max ${maxRss.toFixed(0)} MiB; proxy connections ${proxy.connections}`,
       );
+      const queuedMiB = (bytesQueued * waiting) / N / 1024 / 1024;
       assert.ok(waiting > 1000, `thousands of records still queued (${waiting})`);
+      assert.ok(queuedMiB > 150, `more queued (${queuedMiB.toFixed(0)} MiB) than the RSS bound, so buffering it would fail the test`);
       assert.ok(answered1 > answered0, 'still making progress while slow');
-      assert.ok(pausedSeen > 0, 'vqguard_consumer_paused became 1');
+      assert.ok(pausedSeen > polls / 10, `paused during the slow phase (vqguard_consumer_paused = 1 in ${pausedSeen}/${polls} polls)`);
       // One fetch response is at most 1 MiB per partition (kafkajs maxBytesPerPartition); in-flight never goes past one such batch plus the bound.
       const perFetch = Math.ceil((1024 * 1024) / Math.min(...values.map((v) => v.value.length)));
-      assert.ok(maxInFlight <= MAX_IN_FLIGHT + perFetch, `in-flight ${maxInFlight} bounded`);
-      assert.ok(maxRss - rss0 < 150, `RSS grew ${(maxRss - rss0).toFixed(0)} MiB while ${waiting} records were queued`);
+      assert.ok(maxInFlight > MAX_IN_FLIGHT, `the bound was reached (max in-flight ${maxInFlight})`);
+      assert.ok(maxInFlight <= MAX_IN_FLIGHT + perFetch, `in-flight ${maxInFlight} bounded by ${MAX_IN_FLIGHT} + ${perFetch}`);
+      assert.ok(maxRss - rss0 < 150, `RSS grew ${(maxRss - rss0).toFixed(0)} MiB while ${queuedMiB.toFixed(0)} MiB were queued`);
 
       // Fast again: everything drains.
       proxy.setDelay(0);
-      await waitFor(async () => (await answeredByMetrics(ops)) >= N, 150_000, () => `all ${N} answered once fast again`, 250);
+      await waitFor(async () => (await answeredByMetrics(ops)) >= N, 180_000, () => `all ${N} answered once fast again`, 250);
       await waitFor(async () => metricSum(await metrics(ops), 'vqguard_consumer_paused') === 0, 10_000, 'resumed (paused = 0) after draining', 100);
       cli.proc.kill('SIGTERM');
       assert.equal(await within(cli.exited, 45_000, 'guard exits after SIGTERM'), 0, `exit code:\n${cli.output().slice(-3000)}`);

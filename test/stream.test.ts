@@ -20,6 +20,8 @@ import { tf } from '../src/backend/tf.ts';
 import { encodeAlert, encodeImageRecord, decodeImageRecord } from '../src/records/avro.ts';
 import { mulberry32 } from '../src/data/dataset.ts';
 import type { SampleRecord } from '../src/sample/produceSample.ts';
+import { startKafkaProxy, type KafkaProxy } from './helpers/proxy.ts';
+import { committedOffsets } from './helpers/guard.ts';
 
 const CALIBRATION = JSON.parse(readFileSync(join(REPO, 'models/mnist/calibration/split2-full.json'), 'utf8')) as {
   fpr: number;
@@ -327,8 +329,14 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
     const cfg = writeConfigFile(rawConfig(topics, { maxBatchSize: 8 }));
     const env = { KAFKA_BROKERS: broker.brokers.join(',') };
     let c1: CliChild | undefined, c2: CliChild | undefined;
+    // Run 1 talks to the broker through a proxy that holds every response 100 ms: each micro-batch
+    // of 8 needs a produce and a commit round trip, so run 1 answers at most ~40 records/s whatever
+    // the machine's speed, and the SIGTERM below lands mid-stream.
+    const [host, port] = broker.brokers[0]!.split(':');
+    let proxy: KafkaProxy | undefined;
     try {
-      c1 = startCli(cfg, env);
+      proxy = await startKafkaProxy({ host: host!, port: Number(port) }, { delayMs: 100 });
+      c1 = startCli(cfg, { KAFKA_BROKERS: proxy.brokers.join(',') });
       const flagged = () => c1!.logs().filter((l) => l.msg === 'flagged: likely adversarial input').length;
       await waitFor(() => flagged() >= 3 || c1!.proc.exitCode !== null, 120_000, 'first outputs of run 1');
       assert.equal(c1.proc.exitCode, null, `run 1 still running:\n${c1.output().slice(-3000)}`);
@@ -339,8 +347,11 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
       assert.equal(code, 0, `run 1 exit code after SIGTERM:\n${c1.output().slice(-3000)}`);
       assert.ok(c1.logs().some((l) => l.msg === 'vqguard stopped'), 'graceful stop logged');
 
-      const mid = decodeResults(await collect(broker.brokers, [topics.output, topics.deadLetter], () => false, { timeoutMs: 3000 }), topics);
+      // Everything run 1 committed has its answers: read until they are all there.
+      const committed1 = [...(await committedOffsets(broker.brokers, topics.groupId, topics.input)).values()].reduce((a, o) => a + Math.max(0, o), 0);
+      const mid = decodeResults(await collect(broker.brokers, [topics.output, topics.deadLetter], (g) => coverage(decodeResults(g, topics)).size >= committed1, { timeoutMs: 30_000, lingerMs: 500 }), topics);
       const done1 = coverage(mid).size;
+      assert.equal(done1, committed1, 'answers of run 1 = offsets it committed');
       assert.ok(done1 > 0 && done1 < first.length, `stopped mid-stream (${done1}/${first.length} answered by run 1)`);
 
       // More traffic while the guard is down, then a restart.
@@ -364,6 +375,7 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
     } finally {
       killIfRunning(c1);
       killIfRunning(c2);
+      await proxy?.close();
     }
   });
 
@@ -413,7 +425,9 @@ describe('guard stream (real broker)', { timeout: 600_000 }, () => {
 
       // Everything committed is in; read it all again (read_committed) and look for duplicates.
       const r = await results(broker.brokers, topics, N, { timeoutMs: 30_000, lingerMs: 2000 });
-      const uncommitted = await collect(broker.brokers, [topics.output, topics.deadLetter], () => false, { timeoutMs: 3000, readUncommitted: true });
+      // A read_uncommitted reader sees the committed answers plus any aborted writes of the killed run.
+      const committedAnswers = r.outputs.length + r.deadLetters.length;
+      const uncommitted = await collect(broker.brokers, [topics.output, topics.deadLetter], (g) => g.length > committedAnswers || (!caught && g.length >= committedAnswers), { timeoutMs: 30_000, lingerMs: 1000, readUncommitted: true });
       const cov = coverage(r);
       t.diagnostic(`read_committed answers: ${r.outputs.length + r.deadLetters.length} for ${N} inputs; read_uncommitted sees ${uncommitted.length} (aborted writes of the killed run: ${uncommitted.length - N})`);
       if (caught) assert.ok(uncommitted.length > N, 'the killed transaction left aborted outputs behind');

@@ -55,6 +55,41 @@ export function requiredBrokers(opt?: string, env: NodeJS.ProcessEnv = process.e
   return list;
 }
 
+// --- consumer: timeouts, crash recovery, poison records, size limits (issue 13) -----------------
+/** Group and transaction timeouts, crash recovery and poison-record handling of the runner. */
+export interface ConsumerConfig {
+  /** Group session timeout: a member silent this long loses its partitions. */
+  sessionTimeoutMs: number;
+  /** Time the group waits for members to rejoin during a rebalance. */
+  rebalanceTimeoutMs: number;
+  /** Heartbeat interval (at most a third of the session timeout). */
+  heartbeatIntervalMs: number;
+  /** Transaction timeout (exactly-once mode); below the session timeout so a frozen member's open transaction is aborted before its partitions move. */
+  transactionTimeoutMs: number;
+  /** Failed attempts of the same record before it is dead-lettered as `poison`. */
+  poisonAttempts: number;
+  /** Backoff between attempts to recreate a crashed consumer: first and largest wait. */
+  restartBackoffMs: number;
+  restartBackoffMaxMs: number;
+  /** Give up recreating a crashed consumer after this long and exit non-zero (exit code 3). */
+  restartGiveUpMs: number;
+  /** The producer's own limit on one message (and one batch per topic): min'd with each topic's max.message.bytes. */
+  producerMaxMessageBytes: number;
+}
+
+export const CONSUMER_DEFAULTS: ConsumerConfig = {
+  sessionTimeoutMs: 10_000,
+  rebalanceTimeoutMs: 30_000,
+  heartbeatIntervalMs: 1_000,
+  transactionTimeoutMs: 6_000,
+  poisonAttempts: 3,
+  restartBackoffMs: 500,
+  restartBackoffMaxMs: 10_000,
+  restartGiveUpMs: 120_000,
+  producerMaxMessageBytes: 1_048_576,
+};
+// --- end consumer --------------------------------------------------------------------------------
+
 export class ConfigError extends Error {
   constructor(
     readonly problems: string[],
@@ -172,6 +207,34 @@ const imageSchema = z
   })
   .default({});
 
+// --- consumer (issue 13) -------------------------------------------------------------------------
+/** Broker bounds: group.min/max.session.timeout.ms (6 s / 30 min) and transaction.max.timeout.ms (15 min) defaults. */
+const consumerSchema = z
+  .object({
+    sessionTimeoutMs: z.number().int().min(6_000).max(1_800_000).default(CONSUMER_DEFAULTS.sessionTimeoutMs),
+    rebalanceTimeoutMs: posInt.default(CONSUMER_DEFAULTS.rebalanceTimeoutMs),
+    heartbeatIntervalMs: z.number().int().min(100).default(CONSUMER_DEFAULTS.heartbeatIntervalMs),
+    transactionTimeoutMs: z.number().int().min(1_000).max(900_000).default(CONSUMER_DEFAULTS.transactionTimeoutMs),
+    poisonAttempts: posInt.max(100).default(CONSUMER_DEFAULTS.poisonAttempts),
+    restartBackoffMs: posInt.default(CONSUMER_DEFAULTS.restartBackoffMs),
+    restartBackoffMaxMs: posInt.default(CONSUMER_DEFAULTS.restartBackoffMaxMs),
+    restartGiveUpMs: posInt.default(CONSUMER_DEFAULTS.restartGiveUpMs),
+    producerMaxMessageBytes: z.number().int().min(1024).default(CONSUMER_DEFAULTS.producerMaxMessageBytes),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message });
+    if (c.heartbeatIntervalMs * 3 > c.sessionTimeoutMs) issue('heartbeatIntervalMs', `must be at most a third of sessionTimeoutMs (${c.sessionTimeoutMs})`);
+    if (c.rebalanceTimeoutMs < c.sessionTimeoutMs) issue('rebalanceTimeoutMs', `must be at least sessionTimeoutMs (${c.sessionTimeoutMs})`);
+    if (c.transactionTimeoutMs >= c.sessionTimeoutMs) {
+      issue('transactionTimeoutMs', `must be below sessionTimeoutMs (${c.sessionTimeoutMs}), so a frozen member's open transaction is aborted before its partitions move (no duplicates)`);
+    }
+    if (c.restartBackoffMaxMs < c.restartBackoffMs) issue('restartBackoffMaxMs', `must be at least restartBackoffMs (${c.restartBackoffMs})`);
+    if (c.restartGiveUpMs < c.sessionTimeoutMs) issue('restartGiveUpMs', `must be at least sessionTimeoutMs (${c.sessionTimeoutMs})`);
+  })
+  .default({});
+// --- end consumer --------------------------------------------------------------------------------
+
 const thresholdsSchema = z
   .record(z.number().finite())
   .refine((t) => Object.keys(t).length > 0, `give at least one threshold (${SCORE_NAMES.join(', ')})`);
@@ -226,6 +289,7 @@ const topicSchema = z
 
 export const configSchema = z
   .object({
+    consumer: consumerSchema,
     kafka: kafkaSchema.default({}),
     transactions: z.boolean().default(false),
     http: z

@@ -8,7 +8,9 @@ import pino, { type Logger } from 'pino';
 import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { buildTopicRuntime, type TopicRuntime } from './topicRuntime.ts';
-import { Runner, type RunnerEvents } from './runner.ts';
+import { Runner, type RunnerInjection } from './runner.ts';
+import { attachLogging, attachMetrics } from './instrument.ts';
+import type { ChunkResult, AlertEvent } from './processChunk.ts';
 import { GuardMetrics } from '../ops/metrics.ts';
 import { startOpsServer, type OpsServer } from '../ops/http.ts';
 import { resolveSecrets, redactConfig } from '../config/load.ts';
@@ -21,6 +23,22 @@ export interface GuardOptions {
   /** Override the HTTP port (0 = any free port). */
   httpPort?: number;
   events?: RunnerEvents;
+  /** Fault injection (tests). */
+  inject?: RunnerInjection;
+  /**
+   * Called once when a crashed consumer could not be recreated within consumer.restartGiveUpMs.
+   * Default: exit the process with EXIT_CONSUMER_DEAD, so the orchestrator restarts it.
+   */
+  onFatal?(error: Error): void;
+}
+
+/** Exit code when the consumer could not be recreated after a crash (the CLI; see README "Exit codes"). */
+export const EXIT_CONSUMER_DEAD = 3;
+
+/** Simple callbacks for embedders (tests, demo, bench); the runner's full event set is `guard.runner.on(...)`. */
+export interface RunnerEvents {
+  onChunk?(topic: string, partition: number, r: ChunkResult): void;
+  onAlerts?(alerts: AlertEvent[]): void;
 }
 
 export function createLogger(dest?: NodeJS.WritableStream): Logger {
@@ -43,6 +61,13 @@ function kafkaLogCreator(log: Logger, onConnectionError: () => void) {
     const { message, ...rest } = entry.log;
     const fields = { kafka: entry.namespace, broker: rest.broker, error: rest.error, retryCount: rest.retryCount, groupId: rest.groupId };
     // kafkajs has no event for a failed connection, only this log line (readiness uses it).
+    // A consumer crash is logged once, at error level, by the guard (naming the cause); kafkajs's own lines about it are warnings.
+    // Error responses of the protocol (e.g. "Response SyncGroup(key: 14, version: 3)" during a rebalance) are
+    // handled by kafkajs or end in a crash the guard reports itself: warnings too.
+    if (entry.level === kafkaLogLevel.ERROR && /^(Crash: |Restarting the consumer|Error when calling eachBatch|Response \w+\(key: )/.test(String(message))) {
+      log.warn(fields, message);
+      return;
+    }
     if (entry.level === kafkaLogLevel.ERROR && entry.namespace === 'Connection' && /^(Connection error|Connection timeout|Failed to connect)/.test(String(message))) onConnectionError();
     if (entry.level === kafkaLogLevel.ERROR) log.error(fields, message);
     else if (entry.level === kafkaLogLevel.WARN) log.warn(fields, message);
@@ -78,29 +103,33 @@ export class Guard {
     this.kafka = new Kafka(kcfg);
     this.runtimes = config.topics.map((t) => buildTopicRuntime(t, (dir) => this.registry(dir), baseDir));
     if (config.alerts.webhook) this.webhook = new AlertWebhook(config.alerts.webhook, this.log, this.metrics);
-    const events: RunnerEvents = {
-      ...opts.events,
-      onAlerts: (a) => {
-        this.webhook?.enqueue(a);
-        opts.events?.onAlerts?.(a);
-      },
-    };
-    this.runner = new Runner(
-      this.kafka,
-      this.runtimes,
-      {
-        groupId: config.kafka.groupId,
-        transactions: config.transactions,
-        transactionalId: process.env.VQGUARD_TRANSACTIONAL_ID ?? `${config.kafka.groupId}-${hostname()}-${process.pid}`,
-        maxInFlight: config.maxInFlight,
-        partitionsConsumedConcurrently: 1,
-        sessionTimeoutMs: 10000,
-        autoOffsetReset: config.kafka.autoOffsetReset,
-      },
-      this.log,
-      this.metrics,
-      events,
-    );
+    this.runner = new Runner({
+      kafka: this.kafka,
+      runtimes: this.runtimes,
+      groupId: config.kafka.groupId,
+      transactions: config.transactions,
+      transactionalId: process.env.VQGUARD_TRANSACTIONAL_ID ?? `${config.kafka.groupId}-${hostname()}-${process.pid}`,
+      maxInFlight: config.maxInFlight,
+      partitionsConsumedConcurrently: 1,
+      consumer: config.consumer,
+      autoOffsetReset: config.kafka.autoOffsetReset,
+      inject: opts.inject,
+    });
+    attachMetrics(this.runner, this.metrics);
+    attachLogging(this.runner, this.log);
+    this.runner.on('batch.end', (e) => opts.events?.onChunk?.(e.topic, e.partition, e.result));
+    this.runner.on('alerts', (a) => {
+      this.webhook?.enqueue(a);
+      opts.events?.onAlerts?.(a);
+    });
+    this.runner.on('limits', (e) => this.checkSizeLimits(e.limits));
+    this.runner.on('fatal', (e) => {
+      if (opts.onFatal) opts.onFatal(e.error);
+      else {
+        this.log.flush?.();
+        process.exit(EXIT_CONSUMER_DEAD);
+      }
+    });
     this.metrics.backendInfo.set({ package: backendInfo.packageName, native: String(backendInfo.native), gpu: String(backendInfo.gpu), tf_version: tfVersion() ?? 'unknown' }, 1);
     for (const rt of this.runtimes) {
       for (const [model, version] of Object.entries(rt.modelVersions)) {
@@ -129,6 +158,36 @@ export class Guard {
     this.warmed = true;
   }
 
+  /**
+   * image.maxBytes against the topics' max.message.bytes: an input larger than its topic takes
+   * never arrives; a dead letter of an input near maxBytes would not fit the dead-letter topic
+   * (it is then sent truncated, with the original's length and sha256); with forward-original an
+   * output of that size would not fit the output topic (it is dead-lettered as output_too_large).
+   */
+  checkSizeLimits(limits: Record<string, number>): string[] {
+    const warnings: string[] = [];
+    const cap = this.config.consumer.producerMaxMessageBytes;
+    for (const rt of this.runtimes) {
+      const s = rt.settings;
+      const max = s.image.maxBytes;
+      const where = `topic ${s.input ?? s.inputPattern}`;
+      const inLimit = s.input ? limits[s.input] : undefined;
+      if (inLimit !== undefined && max > inLimit) warnings.push(`${where}: image.maxBytes (${max}) is above the input topic's max.message.bytes (${inLimit}); larger records cannot be produced to it anyway`);
+      const dl = Math.min(limits[s.deadLetter] ?? Infinity, cap);
+      if (max + 1024 > dl) warnings.push(`${where}: image.maxBytes (${max}) does not fit the dead-letter topic ${s.deadLetter} (max ${dl} bytes per message with the producer's limit): dead letters of records that large carry a truncated original (with its length and sha256)`);
+      const outLimit = Math.min(limits[s.output] ?? Infinity, cap);
+      if (s.action === 'forward-original' && max + 1024 > outLimit) warnings.push(`${where}: with forward-original, outputs of images near image.maxBytes (${max}) do not fit the output topic ${s.output} (max ${outLimit}); they are dead-lettered as output_too_large`);
+    }
+    for (const w of warnings) this.log.warn(w);
+    return warnings;
+  }
+
+  /** Alive unless the consumer is dead (crashed and not recreated yet). */
+  liveness() {
+    const checks = { consumerAlive: !this.runner.dead };
+    return { alive: checks.consumerAlive, checks };
+  }
+
   readiness() {
     const checks = { brokerConnected: this.runner.brokerReachable(), modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
     return { ready: Object.values(checks).every(Boolean), checks };
@@ -141,6 +200,7 @@ export class Guard {
     this.ops = await startOpsServer(
       {
         readiness: () => this.readiness(),
+        liveness: () => this.liveness(),
         metricsText: async () => {
           this.metrics.ready.set(this.readiness().ready ? 1 : 0);
           return this.metrics.text();

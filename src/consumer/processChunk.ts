@@ -1,13 +1,22 @@
 /**
- * One micro-batch of one input partition: parse -> decode -> purify + detect -> encode.
- * Returns the messages to produce (outputs, alerts, dead letters); nothing is sent here.
- * Every input message ends in exactly one output or one dead letter.
+ * One micro-batch of one input partition, in three steps, each isolated per record:
+ *   1. decode:    parse (Avro / headers) and decode the image; a failure dead-letters that record;
+ *   2. inference: one tensor for the records that decoded, purify + detect; a failure of the model
+ *                 for the whole batch dead-letters the batch's records (`processing_error`);
+ *   3. outcome:   verdict -> alert, cleaned image, GuardedImage; a failure for one record (encoding
+ *                 its image or its Avro record) dead-letters that record (`encode_error`).
+ * Then `assemble` turns the per-record outcomes into the messages to produce, each checked against
+ * the size its topic accepts (`ChunkOptions.maxBytes`): an output that does not fit becomes a
+ * dead letter (`output_too_large`), an alert that does not fit loses its attributes, and a dead
+ * letter that does not fit carries the first bytes of the original plus its length and sha256.
+ * Nothing is sent here. Every input message ends in exactly one output or one dead letter.
  */
+import { createHash } from 'node:crypto';
 import { tf } from '../backend/tf.ts';
 import { parseInput } from '../records/input.ts';
 import { decodeImage, encodeImage, mimeType, type OutputImageFormat } from '../image/decode.ts';
-import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert } from '../records/avro.ts';
-import type { ReasonCode } from '../records/reasons.ts';
+import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert, type DeadLetterInput } from '../records/avro.ts';
+import { cleanDetail, type ReasonCode } from '../records/reasons.ts';
 import type { TopicRuntime } from './topicRuntime.ts';
 import type { GuardInput } from '../records/input.ts';
 import type { Verdict } from '../detect/detector.ts';
@@ -31,16 +40,49 @@ export interface OutMessage {
 /** An alert as produced to the alert topic (the Avro Alert record). */
 export type AlertEvent = Alert;
 
+/** What became of one input record (before it is turned into messages). */
+export type Outcome =
+  | { kind: 'output'; m: InMessage; id: string; value: Buffer; headers: Record<string, string>; alert?: Alert; flagged: boolean; label: number | null; verdict: Verdict }
+  | { kind: 'dead'; m: InMessage; id: string | null; reason: ReasonCode; detail: string; alert?: Alert };
+
 export interface ChunkResult {
   /** topic -> messages */
   out: Map<string, OutMessage[]>;
   alerts: AlertEvent[];
-  deadLetters: { id: string | null; reason: string; offset: string }[];
+  deadLetters: { id: string | null; reason: string; offset: string; truncated?: boolean }[];
   outputs: { id: string; flagged: boolean; offset: string; label: number | null; verdict: Verdict }[];
   /** Record timestamps (ms) for end-to-end latency. */
   timestamps: number[];
   /** Milliseconds spent per stage in this chunk (parse = Avro/headers, decode = image decode). */
   stageMs: { parse: number; decode: number; tensor: number; model: number; encode: number };
+  /** Per-record outcomes, in input order (for `assemble` again with other limits). */
+  outcomes: Outcome[];
+}
+
+/** Replaceable steps (fault injection in tests; defaults are the real ones). */
+export interface ChunkSteps {
+  /** Encodes one record's cleaned image (`id`: the record's id, for fault injection). */
+  encodeImage(pixels: Float32Array, width: number, height: number, channels: 1 | 3, format: OutputImageFormat, id: string): Promise<Buffer>;
+  encodeGuardedImage: typeof encodeGuardedImage;
+}
+
+export interface ChunkOptions {
+  /** Largest message (key + value + headers) each topic accepts; default: no limit. */
+  maxBytes?: (topic: string) => number;
+  steps?: Partial<ChunkSteps>;
+  now?: () => number;
+}
+
+/** Bytes a record adds to a record batch besides key, value and header bytes (varints, attributes), with margin. */
+export const RECORD_OVERHEAD = 64;
+/** A record batch's own header (61 bytes in the v2 format), with margin. */
+export const BATCH_OVERHEAD = 128;
+
+/** Size a message takes in a record batch (an upper bound). */
+export function messageBytes(m: OutMessage): number {
+  let n = RECORD_OVERHEAD + m.value.length + (m.key === null ? 0 : Buffer.byteLength(m.key));
+  for (const [k, v] of Object.entries(m.headers ?? {})) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 10;
+  return n;
 }
 
 function flatHeaders(h: InMessage['headers']): Record<string, string> {
@@ -67,130 +109,222 @@ function push(map: Map<string, OutMessage[]>, topic: string, m: OutMessage): voi
   else map.set(topic, [m]);
 }
 
-export async function processChunk(rt: TopicRuntime, topic: string, partition: number, messages: InMessage[], now = Date.now): Promise<ChunkResult> {
+function errText(e: unknown): string {
+  return cleanDetail(e instanceof Error ? e.message : String(e), 200);
+}
+
+type Decoded = { m: InMessage; input: GuardInput; pixels: Float32Array; format: DecodedFormat };
+
+export async function processChunk(rt: TopicRuntime, topic: string, partition: number, messages: InMessage[], now = Date.now, opts: ChunkOptions = {}): Promise<ChunkResult> {
   const s = rt.settings;
-  const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [], stageMs: { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 } };
+  const clock = opts.now ?? now;
+  const steps: ChunkSteps = { encodeImage: (p, w, h, c, f) => encodeImage(p, w, h, c, f), encodeGuardedImage, ...opts.steps };
+  const stageMs = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 };
   let tick = performance.now();
   const lap = (stage: keyof ChunkResult['stageMs']) => {
     const t = performance.now();
-    res.stageMs[stage] += t - tick;
+    stageMs[stage] += t - tick;
     tick = t;
   };
-  const dead = (m: InMessage, id: string | null, reason: ReasonCode, detail: string) => {
-    push(res.out, s.deadLetter, {
-      key: id,
-      value: encodeDeadLetter({
-        id, reason, detail,
-        original: m.value ?? Buffer.alloc(0),
-        headers: flatHeaders(m.headers),
-        topic, partition, offset: m.offset, at: now(),
-      }),
-      headers: { 'vqguard-reason': reason },
-    });
-    res.deadLetters.push({ id, reason, offset: m.offset });
-  };
+  const outcomes = new Map<InMessage, Outcome>();
+  const dead = (m: InMessage, id: string | null, reason: ReasonCode, detail: string, alert?: Alert) => outcomes.set(m, { kind: 'dead', m, id, reason, detail, ...(alert ? { alert } : {}) });
 
-  // 1. Parse, then decode (sharp runs on its own thread pool; decode in parallel).
-  const parsedAll = messages.map((m) => ({
-    m,
-    parsed: parseInput(
-      { value: m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp },
-      s.format,
-      { fallbackId: `${topic}-${partition}-${m.offset}`, now },
-    ),
-  }));
+  // 1. Decode: parse, then decode the images (sharp runs on its own thread pool: in parallel).
+  const parsedAll = messages.map((m) => {
+    try {
+      return { m, parsed: parseInput({ value: m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp }, s.format, { fallbackId: `${topic}-${partition}-${m.offset}`, now: clock }) };
+    } catch (e) {
+      return { m, parsed: { ok: false as const, reason: 'bad_avro' as const, detail: `cannot read the record: ${errText(e)}` } };
+    }
+  });
   lap('parse');
-  const decoded = await Promise.all(
+  const good: Decoded[] = [];
+  await Promise.all(
     parsedAll.map(async ({ m, parsed }) => {
-      if (!parsed.ok) return { m, fail: parsed } as const;
-      const img = await decodeImage(parsed.input.bytes, s.image);
-      if (!img.ok) return { m, input: parsed.input, fail: img } as const;
-      return { m, input: parsed.input, img } as const;
+      if (!parsed.ok) return dead(m, fallbackId(m), parsed.reason, parsed.detail);
+      try {
+        const img = await decodeImage(parsed.input.bytes, s.image);
+        if (!img.ok) return dead(m, parsed.input.id, img.reason, img.detail);
+        good.push({ m, input: parsed.input, pixels: img.pixels, format: img.format });
+      } catch (e) {
+        dead(m, parsed.input.id, 'corrupt_image', `decoding failed: ${errText(e)}`);
+      }
     }),
   );
-
-  const good: { m: InMessage; input: GuardInput; pixels: Float32Array; format: DecodedFormat }[] = [];
-  for (const d of decoded) {
-    if ('fail' in d && d.fail) dead(d.m, d.input?.id ?? fallbackId(d.m), d.fail.reason, d.fail.detail);
-    else if ('img' in d && d.img && d.img.ok) good.push({ m: d.m, input: d.input!, pixels: d.img.pixels, format: d.img.format });
-  }
+  good.sort((a, b) => messages.indexOf(a.m) - messages.indexOf(b.m));
   lap('decode');
-  if (good.length === 0) return res;
 
-  // 2. One tensor for the whole micro-batch; purify and detect.
+  // 2. Inference: one tensor for the whole micro-batch; purify and detect.
   const { width: w, height: h } = s.image;
   const c = rt.channels;
   const size = h * w * c;
-  const batch = new Float32Array(good.length * size);
-  good.forEach((g, i) => batch.set(g.pixels, i * size));
-  let raw;
-  try {
-    const x = tf.tensor4d(batch, [good.length, h, w, c]);
-    lap('tensor');
+  let raw: ReturnType<TopicRuntime['detector']['raw']> | undefined;
+  let verdicts: Verdict[] = [];
+  if (good.length) {
     try {
-      raw = rt.detector.raw(x);
-      lap('model');
-    } finally {
-      x.dispose();
+      const batch = new Float32Array(good.length * size);
+      good.forEach((g, i) => batch.set(g.pixels, i * size));
+      const x = tf.tensor4d(batch, [good.length, h, w, c]);
+      lap('tensor');
+      try {
+        raw = rt.detector.raw(x);
+        lap('model');
+      } finally {
+        x.dispose();
+      }
+      verdicts = rt.detector.verdicts(raw);
+    } catch (e) {
+      for (const g of good) dead(g.m, g.input.id, 'processing_error', errText(e));
+      raw = undefined;
     }
-  } catch (e) {
-    for (const g of good) dead(g.m, g.input.id, 'processing_error', (e as Error).message.slice(0, 200));
-    return res;
   }
-  const verdicts = rt.detector.verdicts(raw);
 
-  // 3. Outputs, alerts, dead letters.
+  // 3. Outcome per record: alert, cleaned image, GuardedImage.
   const pipeline = s.pipelines.join('+');
-  await Promise.all(
-    good.map(async (g, i) => {
-      const v = verdicts[i]!;
-      if (!Object.values(v.scores).every(Number.isFinite)) {
-        dead(g.m, g.input.id, 'nan_input', 'a detection score is not finite');
-        return;
-      }
-      if (v.flagged) {
-        const alert: AlertEvent = {
-          id: g.input.id, topic, partition, offset: g.m.offset, pipeline, score: v.score, scores: v.scores,
-          labelBefore: v.labelBefore, labelAfter: v.labelAfter, reason: `combined score ${v.score.toFixed(4)} > ${v.threshold.toFixed(4)}`,
-          attributes: g.input.attributes ?? {}, at: now(),
-        };
-        res.alerts.push(alert);
-        push(res.out, s.alerts, { key: g.input.id, value: encodeAlert(alert), headers: { 'vqguard-source': `${topic}/${partition}/${g.m.offset}` } });
-        if (s.action === 'quarantine') {
-          dead(g.m, g.input.id, 'quarantined', alert.reason);
-          return;
+  if (raw) {
+    const purified = raw.purified;
+    await Promise.all(
+      good.map(async (g, i) => {
+        const v = verdicts[i]!;
+        let alert: Alert | undefined;
+        try {
+          if (!Object.values(v.scores).every(Number.isFinite)) return dead(g.m, g.input.id, 'nan_input', 'a detection score is not finite');
+          if (v.flagged) {
+            alert = {
+              id: g.input.id, topic, partition, offset: g.m.offset, pipeline, score: v.score, scores: v.scores,
+              labelBefore: v.labelBefore, labelAfter: v.labelAfter, reason: `combined score ${v.score.toFixed(4)} > ${v.threshold.toFixed(4)}`,
+              attributes: g.input.attributes ?? {}, at: clock(),
+            };
+            if (s.action === 'quarantine') return dead(g.m, g.input.id, 'quarantined', alert.reason, alert);
+          }
+          const forwardOriginal = s.action === 'forward-original';
+          const outFormat: OutputImageFormat = s.image.outputFormat === 'input' && g.format !== 'svg' ? g.format : 'png';
+          const image = forwardOriginal ? g.input.bytes : await steps.encodeImage(purified.subarray(i * size, (i + 1) * size), w, h, c as 1 | 3, outFormat, g.input.id);
+          const value = steps.encodeGuardedImage({
+            id: g.input.id,
+            contentType: forwardOriginal ? g.input.contentType : mimeType(outFormat),
+            image, width: w, height: h,
+            verdict: {
+              flagged: v.flagged, score: v.score, scores: v.scores, labelBefore: v.labelBefore, labelAfter: v.labelAfter,
+              confidenceBefore: v.confidenceBefore, confidenceAfter: v.confidenceAfter, threshold: v.threshold,
+            },
+            pipeline, modelVersions: rt.modelVersions, action: s.action,
+            source: { topic, partition, offset: g.m.offset },
+            label: g.input.label ?? null, attributes: g.input.attributes ?? {},
+            producedAt: g.input.producedAt ?? Number(g.m.timestamp), guardedAt: clock(),
+          });
+          outcomes.set(g.m, {
+            kind: 'output', m: g.m, id: g.input.id, value, alert,
+            headers: { 'vqguard-flagged': String(v.flagged), 'vqguard-score': v.score.toFixed(6) },
+            flagged: v.flagged, label: g.input.label ?? null, verdict: v,
+          });
+        } catch (e) {
+          dead(g.m, g.input.id, 'encode_error', `encoding the output failed: ${errText(e)}`, alert);
         }
-      }
-      const forwardOriginal = s.action === 'forward-original';
-      const outFormat: OutputImageFormat = s.image.outputFormat === 'input' && g.format !== 'svg' ? g.format : 'png';
-      const image = forwardOriginal
-        ? g.input.bytes
-        : await encodeImage(raw.purified.subarray(i * size, (i + 1) * size), w, h, c as 1 | 3, outFormat);
-      push(res.out, s.output, {
-        key: g.input.id,
-        value: encodeGuardedImage({
-          id: g.input.id,
-          contentType: forwardOriginal ? g.input.contentType : mimeType(outFormat),
-          image, width: w, height: h,
-          verdict: {
-            flagged: v.flagged, score: v.score, scores: v.scores, labelBefore: v.labelBefore, labelAfter: v.labelAfter,
-            confidenceBefore: v.confidenceBefore, confidenceAfter: v.confidenceAfter, threshold: v.threshold,
-          },
-          pipeline, modelVersions: rt.modelVersions, action: s.action,
-          source: { topic, partition, offset: g.m.offset },
-          label: g.input.label ?? null, attributes: g.input.attributes ?? {},
-          producedAt: g.input.producedAt ?? Number(g.m.timestamp), guardedAt: now(),
-        }),
-        headers: { 'vqguard-flagged': String(v.flagged), 'vqguard-score': v.score.toFixed(6) },
-      });
-      res.outputs.push({ id: g.input.id, flagged: v.flagged, offset: g.m.offset, label: g.input.label ?? null, verdict: v });
-      res.timestamps.push(Number(g.m.timestamp));
-    }),
-  );
+      }),
+    );
+  }
   lap('encode');
-  for (const d of res.deadLetters) {
-    const m = messages.find((x) => x.offset === d.offset);
-    if (m) res.timestamps.push(Number(m.timestamp));
+  const ordered = messages.map((m) => outcomes.get(m)!);
+  return assemble(ordered, { topic, partition, deadLetter: s.deadLetter, output: s.output, alerts: s.alerts }, { maxBytes: opts.maxBytes, now: clock }, stageMs);
+}
+
+export interface ChunkTopics {
+  topic: string;
+  partition: number;
+  output: string;
+  deadLetter: string;
+  alerts: string;
+}
+
+/**
+ * Outcomes -> messages per topic, each fitted to its topic's limit. Pure apart from the clock;
+ * the runner calls it again with smaller limits when the broker refuses a message as too large.
+ */
+export function assemble(
+  outcomes: Outcome[],
+  t: ChunkTopics,
+  o: { maxBytes?: (topic: string) => number; now?: () => number } = {},
+  stageMs: ChunkResult['stageMs'] = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 },
+): ChunkResult {
+  const now = o.now ?? Date.now;
+  const limit = (topic: string) => (o.maxBytes ? o.maxBytes(topic) : Infinity);
+  const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [], stageMs, outcomes };
+  const deadMsg = (oc: { m: InMessage; id: string | null; reason: ReasonCode; detail: string }) => {
+    const { msg, truncated } = fitDeadLetter(
+      { id: oc.id, reason: oc.reason, detail: oc.detail, original: oc.m.value ?? Buffer.alloc(0), headers: flatHeaders(oc.m.headers), topic: t.topic, partition: t.partition, offset: oc.m.offset, at: now() },
+      limit(t.deadLetter),
+    );
+    push(res.out, t.deadLetter, msg);
+    res.deadLetters.push({ id: oc.id, reason: oc.reason, offset: oc.m.offset, ...(truncated ? { truncated } : {}) });
+    res.timestamps.push(Number(oc.m.timestamp));
+  };
+  for (const oc of outcomes) {
+    if (oc.alert) {
+      const msg = fitAlert(oc.alert, limit(t.alerts), `${t.topic}/${t.partition}/${oc.m.offset}`);
+      if (msg) {
+        res.alerts.push(oc.alert);
+        push(res.out, t.alerts, msg);
+      }
+    }
+    if (oc.kind === 'dead') {
+      deadMsg(oc);
+      continue;
+    }
+    const msg: OutMessage = { key: oc.id, value: oc.value, headers: oc.headers };
+    const need = messageBytes(msg);
+    if (need > limit(t.output)) {
+      deadMsg({ m: oc.m, id: oc.id, reason: 'output_too_large', detail: `the output (${need} bytes) does not fit topic ${t.output} (max ${limit(t.output)} bytes per message)` });
+      continue;
+    }
+    push(res.out, t.output, msg);
+    res.outputs.push({ id: oc.id, flagged: oc.flagged, offset: oc.m.offset, label: oc.label, verdict: oc.verdict });
+    res.timestamps.push(Number(oc.m.timestamp));
   }
   return res;
+}
+
+/** An alert message that fits `limit`: without its attributes if need be; null if even that does not fit. */
+function fitAlert(a: Alert, limit: number, source: string): OutMessage | null {
+  const headers = { 'vqguard-source': source };
+  let msg: OutMessage = { key: a.id, value: encodeAlert(a), headers };
+  if (messageBytes(msg) <= limit) return msg;
+  msg = { key: a.id.slice(0, 200), value: encodeAlert({ ...a, id: a.id.slice(0, 1000), attributes: { 'vqguard-truncated': 'attributes removed: the alert did not fit the alert topic' } }), headers };
+  return messageBytes(msg) <= limit ? msg : null;
+}
+
+/**
+ * A dead-letter message that fits `limit`: the original as is when it fits, else its first bytes
+ * with originalLength and originalSha256 set, the detail saying so, and header vqguard-truncated.
+ */
+export function fitDeadLetter(d: DeadLetterInput, limit: number): { msg: OutMessage; truncated: boolean } {
+  const headers: Record<string, string> = { 'vqguard-reason': d.reason };
+  const whole: OutMessage = { key: d.id ?? null, value: encodeDeadLetter(d), headers };
+  if (messageBytes(whole) <= limit) return { msg: whole, truncated: false };
+  const original = d.original;
+  const sha = createHash('sha256').update(original).digest('hex');
+  // What is left for the original once everything else is encoded (ids and headers of a huge record are cut too).
+  const id = d.id === null || d.id === undefined ? null : d.id.slice(0, 200);
+  const hdrs = Object.fromEntries(Object.entries(d.headers ?? {}).map(([k, v]) => [k.slice(0, 200), v.slice(0, 1000)]).slice(0, 50));
+  let keep = 0;
+  const make = (n: number, h: Record<string, string>) => {
+    const rec: DeadLetterInput = {
+      ...d, id, headers: h, original: original.subarray(0, n), originalLength: original.length, originalSha256: sha,
+      detail: `${d.detail}; original truncated to its first ${n} of ${original.length} bytes (sha256 ${sha}) to fit the dead-letter topic`,
+    };
+    return { key: id, value: encodeDeadLetter(rec), headers: { ...headers, 'vqguard-truncated': 'true' } } as OutMessage;
+  };
+  let h = hdrs;
+  let base = messageBytes(make(0, h));
+  if (base > limit) {
+    h = {};
+    base = messageBytes(make(0, h));
+  }
+  keep = Math.max(0, Math.min(original.length - 1, limit - base - 10));
+  let msg = make(keep, h);
+  while (messageBytes(msg) > limit && keep > 0) {
+    keep = Math.max(0, keep - (messageBytes(msg) - limit) - 16);
+    msg = make(keep, h);
+  }
+  return { msg, truncated: true };
 }

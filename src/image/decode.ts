@@ -15,7 +15,7 @@
  */
 import type sharp from 'sharp';
 import { decodePngFast, encodePngFast } from './png.ts';
-import { sniffImage, type SniffedFormat } from '../records/input.ts';
+import { sniffImage, type SniffedFormat } from './sniff.ts';
 import { cleanDetail, type Failure, type ReasonCode } from '../records/reasons.ts';
 
 export { DEFAULT_IMAGE_POLICY, IMAGE_FORMATS } from './policy.ts';

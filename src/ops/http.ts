@@ -1,9 +1,11 @@
-/** The guard's HTTP endpoints: /healthz (alive), /readyz (ready to process), /metrics. */
+/** The guard's HTTP endpoints: /healthz (alive: 503 while the consumer is dead), /readyz (ready to process), /metrics. */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface HealthSource {
   readiness(): { ready: boolean; checks: Record<string, boolean> };
+  /** /healthz: false while the process cannot work (e.g. its consumer is dead); absent = always alive. */
+  liveness?(): { alive: boolean; checks: Record<string, boolean> };
   metricsText(): Promise<string>;
   metricsContentType: string;
 }
@@ -21,7 +23,8 @@ export function startOpsServer(src: HealthSource, port: number, host = '0.0.0.0'
       return;
     }
     if (url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"alive"}\n');
+      const l = src.liveness?.() ?? { alive: true, checks: {} };
+      res.writeHead(l.alive ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: l.alive ? 'alive' : 'dead', checks: l.checks }) + '\n');
     } else if (url === '/readyz') {
       const r = src.readiness();
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks }) + '\n');

@@ -16,10 +16,16 @@ export class GuardMetrics {
   readonly endToEnd: client.Histogram<'topic'>;
   readonly consumerLag: client.Gauge<'topic' | 'partition'>;
   readonly inFlight: client.Gauge;
+  readonly inFlightMax: client.Gauge;
   readonly paused: client.Gauge;
   readonly backendInfo: client.Gauge<'package' | 'native' | 'gpu' | 'tf_version'>;
   readonly modelInfo: client.Gauge<'topic' | 'pipeline' | 'model' | 'version'>;
   readonly ready: client.Gauge;
+  readonly consumerCrashes: client.Counter<'restart'>;
+  readonly consumerRestarts: client.Counter;
+  readonly consumerUp: client.Gauge;
+  readonly retries: client.Counter<'topic'>;
+  readonly topicMaxMessageBytes: client.Gauge<'topic'>;
 
   constructor(collectDefaults = true) {
     const r = [this.registry];
@@ -46,10 +52,21 @@ export class GuardMetrics {
     });
     this.consumerLag = new client.Gauge({ name: 'vqguard_consumer_lag', help: 'High watermark minus committed offset, per partition', labelNames: ['topic', 'partition'], registers: r });
     this.inFlight = new client.Gauge({ name: 'vqguard_in_flight_records', help: 'Records fetched but not yet committed', registers: r });
+    this.inFlightMax = new client.Gauge({ name: 'vqguard_in_flight_records_max', help: 'The most records in flight at once since start', registers: r });
     this.paused = new client.Gauge({ name: 'vqguard_consumer_paused', help: '1 while fetching is paused for backpressure', registers: r });
     this.backendInfo = new client.Gauge({ name: 'vqguard_backend_info', help: 'Compute backend in use (value 1)', labelNames: ['package', 'native', 'gpu', 'tf_version'], registers: r });
     this.modelInfo = new client.Gauge({ name: 'vqguard_model_info', help: 'Model bundles in use (value 1)', labelNames: ['topic', 'pipeline', 'model', 'version'], registers: r });
     this.ready = new client.Gauge({ name: 'vqguard_ready', help: '1 when the guard is ready (broker connected, models warm, partitions assigned)', registers: r });
+
+    this.consumerCrashes = new client.Counter({
+      name: 'vqguard_consumer_crashes_total', help: 'Consumer crashes; restart="true" when kafkajs restarts it itself, "false" when the guard recreates it',
+      labelNames: ['restart'], registers: r,
+    });
+    this.consumerRestarts = new client.Counter({ name: 'vqguard_consumer_restarts_total', help: 'Consumer and producer recreated by the guard after a crash', registers: r });
+    this.consumerUp = new client.Gauge({ name: 'vqguard_consumer_up', help: '0 while the consumer is dead (crashed, not yet recreated); /healthz fails meanwhile', registers: r });
+    this.consumerUp.set(1);
+    this.retries = new client.Counter({ name: 'vqguard_processing_retries_total', help: 'Micro-batches or records whose processing failed and was tried again', labelNames: ['topic'], registers: r });
+    this.topicMaxMessageBytes = new client.Gauge({ name: 'vqguard_topic_max_message_bytes', help: "Topics' max.message.bytes as read from the broker", labelNames: ['topic'], registers: r });
   }
 
   text(): Promise<string> {

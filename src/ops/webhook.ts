@@ -8,7 +8,7 @@ import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import type { WebhookConfig } from '../config/schema.ts';
 import type { GuardMetrics } from './metrics.ts';
-import type { AlertEvent } from '../consumer/processChunk.ts';
+import type { Alert as AlertEvent } from '../records/avro.ts';
 
 export class TokenBucket {
   private tokens: number;

@@ -100,6 +100,9 @@ export interface DeadLetter {
   partition: number;
   offset: string;
   at: number;
+  /** Set when `original` is truncated (the whole would not fit the dead-letter topic). */
+  originalLength: number | null;
+  originalSha256: string | null;
 }
 
 /** Fields with a schema default may be left out when encoding. */
@@ -107,7 +110,7 @@ type WithDefaults<T, K extends keyof T> = Omit<T, K> & Partial<Pick<T, K>>;
 export type ImageRecordInput = WithDefaults<ImageRecord, 'width' | 'height' | 'label' | 'attributes'>;
 export type GuardedImageInput = WithDefaults<GuardedImage, 'label' | 'attributes'>;
 export type AlertInput = WithDefaults<Alert, 'attributes'>;
-export type DeadLetterInput = WithDefaults<DeadLetter, 'id' | 'headers'>;
+export type DeadLetterInput = WithDefaults<DeadLetter, 'id' | 'headers' | 'originalLength' | 'originalSha256'>;
 
 export type DecodeReason = 'bad_avro' | 'schema_mismatch' | 'missing_field';
 export type DecodeResult<T> = { ok: true; record: T } | Failure<DecodeReason>;
@@ -157,7 +160,7 @@ export function encodeAlert(r: AlertInput): Buffer {
 }
 
 export function encodeDeadLetter(r: DeadLetterInput): Buffer {
-  return encodeChecked(deadLetterType, 'DeadLetter', { id: null, headers: {}, ...r });
+  return encodeChecked(deadLetterType, 'DeadLetter', { id: null, headers: {}, originalLength: null, originalSha256: null, ...r });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,9 +9,12 @@
  *                              message timestamp, else now)
  *       vqguard-attr-<name>    attribute <name>
  *     Header names are matched case-insensitively.
- *   - 'auto': image magic bytes (PNG, JPEG, GIF, WebP, TIFF, SVG/XML) -> raw, anything else -> Avro.
+ *   - 'auto': image magic bytes (PNG, JPEG, GIF, WebP, TIFF, SVG/XML) -> raw; the magic bytes of an
+ *     image format the guard does not decode (BMP, ICO, ...) -> `unsupported_format`; anything
+ *     else -> Avro. (Sniffing lives in src/image/sniff.ts.)
  */
 import { decodeImageRecord, type DecodeOptions } from './avro.ts';
+import { MIME_TYPES, sniffImage, sniffUnsupportedImage } from '../image/sniff.ts';
 import { cleanDetail, type Failure, type ReasonCode } from './reasons.ts';
 
 export type InputFormat = 'avro' | 'raw' | 'auto';
@@ -57,37 +60,7 @@ export const HEADER_PRODUCED_AT = 'vqguard-produced-at';
 export const HEADER_ATTR_PREFIX = 'vqguard-attr-';
 export const HEADER_CONTENT_TYPE = 'content-type';
 
-export type SniffedFormat = 'png' | 'jpeg' | 'gif' | 'webp' | 'tiff' | 'svg';
-
-export const MIME_TYPES: Record<SniffedFormat, string> = {
-  png: 'image/png',
-  jpeg: 'image/jpeg',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  tiff: 'image/tiff',
-  svg: 'image/svg+xml',
-};
-
-/** Image format from the magic bytes, or null. */
-export function sniffImage(b: Uint8Array): SniffedFormat | null {
-  const at = (i: number, ...bytes: number[]) => bytes.every((x, j) => b[i + j] === x);
-  if (at(0, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'png';
-  if (at(0, 0xff, 0xd8, 0xff)) return 'jpeg';
-  if (at(0, 0x47, 0x49, 0x46, 0x38) && (b[4] === 0x37 || b[4] === 0x39) && b[5] === 0x61) return 'gif';
-  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'webp';
-  if (at(0, 0x49, 0x49, 0x2a, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
-  if (looksLikeSvg(b)) return 'svg';
-  return null;
-}
-
-function looksLikeSvg(b: Uint8Array): boolean {
-  // Skip a UTF-8 BOM and leading whitespace, then expect <?xml, <svg or <!DOCTYPE svg (or a comment).
-  let i = b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0;
-  while (i < b.length && i < 1024 && (b[i] === 0x20 || b[i] === 0x09 || b[i] === 0x0a || b[i] === 0x0d)) i++;
-  if (b[i] !== 0x3c) return false; // '<'
-  const head = Buffer.from(b.subarray(i, i + 256)).toString('latin1').toLowerCase();
-  return head.startsWith('<?xml') || head.startsWith('<svg') || head.startsWith('<!doctype svg') || (head.startsWith('<!--') && head.includes('<svg'));
-}
+export { MIME_TYPES, sniffImage, sniffUnsupportedImage, type SniffedFormat } from '../image/sniff.ts';
 
 /** A header as a UTF-8 string (the last one when repeated), matched case-insensitively. */
 export function headerString(headers: Record<string, HeaderValue> | undefined, name: string): string | undefined {
@@ -122,6 +95,10 @@ export function parseInput(msg: MessageLike, format: InputFormat, opts: ParseInp
   const value = msg.value;
   if (value === null || value === undefined || value.length === 0) {
     return fail('empty', value ? 'message value has zero length' : 'message value is null (tombstone?)');
+  }
+  if (format === 'auto' && !sniffImage(value)) {
+    const other = sniffUnsupportedImage(value);
+    if (other) return fail('unsupported_format', `a ${other} image; supported: PNG, JPEG, GIF, WebP, TIFF, SVG`);
   }
   const mode = format === 'auto' ? (sniffImage(value) ? 'raw' : 'avro') : format;
   return mode === 'raw' ? parseRaw(msg, value, opts) : parseAvro(msg, value, opts);

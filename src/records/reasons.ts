@@ -24,6 +24,9 @@ export const REASON_CODES = [
   // guard (src/consumer)
   'quarantined', //        flagged on a topic whose action is 'quarantine' (the alert is sent too)
   'processing_error', //   the model step failed for the micro-batch (details in the dead letter)
+  'encode_error', //       encoding this record's cleaned image or its output record failed
+  'output_too_large', //   the record's output does not fit the output topic's max.message.bytes
+  'poison', //             processing this record failed consumer.poisonAttempts times in a row
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];

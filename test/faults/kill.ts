@@ -13,6 +13,9 @@
  *   FAULT_SEED       seed for the kill points and the stream (default: random, printed)
  *   FAULT_PARTITIONS input partitions (default 2)
  *   FAULT_BATCH      guard maxBatchSize (default 16)
+ *   FAULT_OVERSIZE   every FAULT_OVERSIZE-th record is a 600 kB garbage value (default 0: none); the
+ *                    input topic then takes 8 MiB messages and the dead-letter topic only 256 KiB, so
+ *                    each one must end as a truncated dead letter (original length + sha256)
  *   KAFKA_BROKERS    use this broker; otherwise a local one is started (test/helpers/broker.ts)
  *
  * Kill points: each is either progress-based (when the answered count passes a random threshold,
@@ -30,7 +33,7 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { createTopics, getTestBroker, type TestBroker } from '../helpers/broker.ts';
 import {
-  collect, coverage, decodeResults, guardTopics, killIfRunning, produce, rawConfig, samples, sleep, startCli, writeConfigFile,
+  collect, coverage, createTopicsWith, decodeResults, guardTopics, killIfRunning, produce, rawConfig, samples, sleep, startCli, writeConfigFile,
   type CliChild, type OutMsg,
 } from '../helpers/guard.ts';
 import { decodeDeadLetter, decodeGuardedImage } from '../../src/records/avro.ts';
@@ -44,6 +47,8 @@ const MODE = (process.env.FAULT_MODE ?? 'atleastonce') as Mode;
 const SEED = intEnv('FAULT_SEED', Math.floor(Math.random() * 2 ** 31));
 const PARTITIONS = intEnv('FAULT_PARTITIONS', 2);
 const BATCH = intEnv('FAULT_BATCH', 16);
+const OVERSIZE = intEnv('FAULT_OVERSIZE', 0);
+const DLQ_LIMIT = 262_144;
 const SLICE = 20;
 const MAX_JITTER_MS = 150;
 
@@ -105,14 +110,20 @@ async function main(): Promise<number> {
     const recs = await samples(N, { adversarialRatio: 0.3, eps: 0.3, seed: 7, idPrefix: `faults-${MODE}` });
     const msgs: OutMsg[] = recs.map((r, i) => ({
       key: r.id,
-      value: i % 33 === 16 ? Buffer.from(`not an image record #${i}`) : r.value,
+      value: OVERSIZE && i % OVERSIZE === OVERSIZE - 1 ? Buffer.alloc(600_000, i % 251) : i % 33 === 16 ? Buffer.from(`not an image record #${i}`) : r.value,
       partition: i % PARTITIONS,
     }));
     const malformed = msgs.filter((m, i) => m.value !== recs[i]!.value).length;
 
     const topics = guardTopics(`faults-${MODE}`);
-    await createTopics(brokers, [topics.input], PARTITIONS);
-    await createTopics(brokers, [topics.output, topics.deadLetter, topics.alerts], 1);
+    if (OVERSIZE) {
+      await createTopicsWith(brokers, [topics.input], PARTITIONS, { 'max.message.bytes': String(8 * 1024 * 1024) });
+      await createTopicsWith(brokers, [topics.deadLetter], 1, { 'max.message.bytes': String(DLQ_LIMIT) });
+      await createTopics(brokers, [topics.output, topics.alerts], 1);
+    } else {
+      await createTopics(brokers, [topics.input], PARTITIONS);
+      await createTopics(brokers, [topics.output, topics.deadLetter, topics.alerts], 1);
+    }
     const cfg = writeConfigFile(rawConfig(topics, { brokers, transactions: MODE === 'transactions', maxBatchSize: BATCH }));
     const env: Record<string, string> = MODE === 'transactions' ? { VQGUARD_TRANSACTIONAL_ID: `${topics.groupId}-tx` } : {};
 
@@ -225,8 +236,10 @@ async function main(): Promise<number> {
       const all = await collect(brokers, [topics.output, topics.deadLetter], (g) => g.length >= committed, { timeoutMs: 20_000, lingerMs: 1500, readUncommitted: true });
       aborted = ` abortedWrites=${all.length - committed}`;
     }
-    log(`kills=${kills.length} malformed=${malformed} alerts=${r.alerts.length} alertDuplicates=${alertDuplicates} undecodable=${r.undecodable} stray=${stray} mismatched=${mismatched}${aborted}`);
-    const ok = lost === 0 && stray === 0 && mismatched === 0 && r.undecodable === 0 && (MODE !== 'transactions' || (duplicates === 0 && alertDuplicates === 0));
+    const oversized = msgs.filter((m) => m.value!.length >= 600_000).length;
+    const truncated = r.deadLetters.filter((d) => d.originalLength !== null && d.original.length < d.originalLength).length;
+    log(`kills=${kills.length} malformed=${malformed} oversized=${oversized} truncatedDeadLetters=${truncated} alerts=${r.alerts.length} alertDuplicates=${alertDuplicates} undecodable=${r.undecodable} stray=${stray} mismatched=${mismatched}${aborted}`);
+    const ok = truncated >= oversized && lost === 0 && stray === 0 && mismatched === 0 && r.undecodable === 0 && (MODE !== 'transactions' || (duplicates === 0 && alertDuplicates === 0));
     console.log(`inputs=${expected.size} outputs=${r.outputs.length} deadLetters=${r.deadLetters.length} lost=${lost} duplicates=${duplicates}`);
     return ok && expected.size === N ? 0 : 1;
   } finally {

@@ -145,8 +145,13 @@ export async function produce(brokers: string[], topic: string, messages: OutMsg
   await producer.connect();
   const where: { partition: number; offset: string }[] = [];
   try {
-    for (let i = 0; i < messages.length; i += 200) {
-      const part = messages.slice(i, i + 200);
+    // Sends of at most 200 messages and ~900 kB (a record batch must fit the topic's max.message.bytes).
+    for (let i = 0; i < messages.length; ) {
+      let j = i;
+      let bytes = 0;
+      while (j < messages.length && j - i < 200 && (j === i || bytes + (messages[j]!.value?.length ?? 0) <= 900_000)) bytes += messages[j++]!.value?.length ?? 0;
+      const part = messages.slice(i, j);
+      i = j;
       const meta = await producer.send({ topic, acks: -1, messages: part.map((m) => ({ key: m.key ?? null, value: m.value, partition: m.partition, headers: m.headers })) });
       // One RecordMetadata per partition with the base offset of this send's run on it.
       const next = new Map(meta.map((r) => [r.partition, BigInt(r.baseOffset ?? '0')]));
@@ -364,4 +369,42 @@ export function metricSum(samples: Sample[], name: string, labels: Record<string
 export async function httpGet(port: number, path: string): Promise<{ status: number; body: string; contentType: string | null }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
   return { status: res.status, body: await res.text(), contentType: res.headers.get('content-type') };
+}
+
+/** The ops port a CLI child logged ("ops server listening"); throws if it exits first. */
+export async function cliOpsPort(c: CliChild, timeoutMs = 90_000): Promise<number> {
+  const line = await waitFor(
+    () => c.logs().find((l) => typeof l.port === 'number' && String(l.msg).startsWith('ops server listening')) ?? (c.proc.exitCode !== null ? { exited: true } : undefined),
+    timeoutMs,
+    () => `ops server port in the guard's log:\n${c.output().slice(-3000)}`,
+  );
+  if ('exited' in line) throw new Error(`guard exited (${c.proc.exitCode}):\n${c.output().slice(-3000)}`);
+  return line.port as number;
+}
+
+/** Creates topics with topic-level configs (e.g. max.message.bytes) and waits for their leaders. */
+export async function createTopicsWith(brokers: string[], topics: string[], partitions: number, configs: Record<string, string>): Promise<void> {
+  const admin = client(brokers, 'vqguard-test-admin').admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1, configEntries: Object.entries(configs).map(([name, value]) => ({ name, value })) })),
+      waitForLeaders: true,
+      timeout: 30_000,
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** The group's committed offset per partition of `topic` (-1 when none). */
+export async function committedOffsets(brokers: string[], groupId: string, topic: string): Promise<Map<number, number>> {
+  const admin = client(brokers, 'vqguard-test-admin').admin();
+  await admin.connect();
+  try {
+    const r = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return new Map((r[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
 }
