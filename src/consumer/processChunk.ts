@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { tf } from '../backend/tf.ts';
-import { parseInput } from '../records/input.ts';
+import { headersAsStrings, parseInput } from '../records/input.ts';
 import { decodeImage, encodeImage, mimeType, type OutputImageFormat } from '../image/decode.ts';
 import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert, type DeadLetterInput } from '../records/avro.ts';
 import { cleanDetail, type ReasonCode } from '../records/reasons.ts';
@@ -85,20 +85,9 @@ export function messageBytes(m: OutMessage): number {
   return n;
 }
 
-function flatHeaders(h: InMessage['headers']): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h ?? {})) {
-    if (v === undefined) continue;
-    const one = Array.isArray(v) ? v[0] : v;
-    if (one === undefined) continue;
-    out[k] = typeof one === 'string' ? one : one.toString('utf8');
-  }
-  return out;
-}
-
 /** An id for a record that could not be parsed: its vqguard-id header, else its key. */
 function fallbackId(m: InMessage): string | null {
-  const h = flatHeaders(m.headers)['vqguard-id'];
+  const h = headersAsStrings(m.headers)['vqguard-id'];
   if (h) return h.slice(0, 200);
   return m.key && m.key.length ? m.key.toString('utf8').slice(0, 200) : null;
 }
@@ -252,7 +241,7 @@ export function assemble(
   const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [], stageMs, outcomes };
   const deadMsg = (oc: { m: InMessage; id: string | null; reason: ReasonCode; detail: string }) => {
     const { msg, truncated } = fitDeadLetter(
-      { id: oc.id, reason: oc.reason, detail: oc.detail, original: oc.m.value ?? Buffer.alloc(0), headers: flatHeaders(oc.m.headers), topic: t.topic, partition: t.partition, offset: oc.m.offset, at: now() },
+      { id: oc.id, reason: oc.reason, detail: oc.detail, original: oc.m.value ?? Buffer.alloc(0), headers: headersAsStrings(oc.m.headers), topic: t.topic, partition: t.partition, offset: oc.m.offset, at: now() },
       limit(t.deadLetter),
     );
     push(res.out, t.deadLetter, msg);

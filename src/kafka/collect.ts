@@ -1,5 +1,6 @@
 /** Reads a topic from the beginning until `count` records arrived (or a timeout), read_committed. */
 import { Kafka, logLevel } from 'kafkajs';
+import { headersAsStrings } from '../records/input.ts';
 
 export interface Collected {
   key: string | null;
@@ -20,8 +21,7 @@ export async function collectTopic(brokers: string[], topic: string, count: numb
       const timer = setTimeout(resolve, timeoutMs);
       void consumer.run({
         eachMessage: async ({ message, partition }) => {
-          const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(message.headers ?? {})) if (v !== undefined) headers[k] = String(Array.isArray(v) ? v[0] : v);
+          const headers = headersAsStrings(message.headers);
           out.push({ key: message.key?.toString() ?? null, value: message.value ?? Buffer.alloc(0), headers, partition, offset: message.offset });
           if (out.length >= count) {
             clearTimeout(timer);

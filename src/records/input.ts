@@ -81,7 +81,7 @@ export function headerValueString(v: HeaderValue): string | undefined {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
 }
 
-/** All headers as UTF-8 strings (for dead letters). */
+/** All headers as UTF-8 strings: the one header-flattening function (a repeated header: the last value wins, as in headerString). */
 export function headersAsStrings(headers: Record<string, HeaderValue> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers ?? {})) {
