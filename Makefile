@@ -8,7 +8,7 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install kafka-jars helm test test-unit test-faults demo models models-fashion reports typecheck bench clean-cache
+.PHONY: install kafka-jars helm webgpu test test-unit test-faults demo models models-fashion reports typecheck bench clean-cache
 
 install: $(STAMP) kafka-jars
 
@@ -24,10 +24,14 @@ kafka-jars:
 helm:
 	@bash scripts/helm.sh version --short
 
+# Mesa 25 lavapipe (software Vulkan) so the WebGPU backend's tests run on CPU machines (idempotent).
+webgpu:
+	@bash scripts/setup-webgpu.sh
+
 typecheck: $(STAMP)
 	npx tsc -p tsconfig.json
 
-test: install helm typecheck
+test: install helm webgpu typecheck
 	npm test
 
 demo: install

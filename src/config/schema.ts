@@ -92,6 +92,8 @@ export interface GuardConfig {
   shutdownTimeoutMs: number;
   alerts: { topic: string; webhook?: WebhookConfig };
   topics: TopicConfig[];
+  /** Compute backend (issue 16): auto prefers CUDA, then a real WebGPU GPU, then CPU. */
+  backend: 'auto' | 'cpu' | 'cuda' | 'webgpu';
 }
 
 export class ConfigError extends Error {
@@ -273,6 +275,7 @@ export const configSchema = z
     shutdownTimeoutMs: posInt.default(15000),
     alerts: z.object({ topic: topicName.default('vqguard.alerts'), webhook: webhookSchema.optional() }).strict().default({}),
     topics: z.array(topicSchema).min(1, 'at least one topic is required'),
+    backend: z.enum(['auto', 'cpu', 'cuda', 'webgpu']).default('auto'),
   })
   .strict();
 
