@@ -10,6 +10,7 @@ import { registerSample } from './sample.ts';
 import { registerRun } from './run.ts';
 import { registerDemo } from './demo.ts';
 import { registerReplay } from './replay.ts';
+import { registerModels } from './models.ts';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { initBackend, resolveBackendChoice } from '../backend/tf.ts';
@@ -43,6 +44,7 @@ registerSample(program);
 registerRun(program);
 registerDemo(program);
 registerReplay(program);
+registerModels(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);
