@@ -32,6 +32,13 @@ interface SuiteOpts {
   models?: string;
 }
 
+/** Timing per measured point; VQGUARD_BENCH_MIN_MS shortens or lengthens it (the GPU check sets it). */
+function suiteTiming(quick?: boolean) {
+  const env = Number(process.env.VQGUARD_BENCH_MIN_MS);
+  const t = quick ? { minMs: 150, minReps: 2 } : { minMs: 1000, minReps: 3 };
+  return Number.isFinite(env) && env > 0 ? { ...t, minMs: env } : t;
+}
+
 const listOf = (s: string | undefined, d: number[]) => (s ? s.split(',').map((x) => Number(x.trim())).filter((x) => Number.isInteger(x) && x > 0) : d);
 
 function backendSummary() {
@@ -45,7 +52,7 @@ async function modelSuite(o: SuiteOpts) {
   const reg = new ModelRegistry(o.models ?? 'models/mnist');
   const pipelines = o.pipeline?.length ? o.pipeline : ['full', 'split2>full'];
   const batches = listOf(o.batch, o.quick ? [1, 32] : [1, 64, 256, 1024]);
-  const timing = o.quick ? { minMs: 150, minReps: 2 } : { minMs: 1000, minReps: 3 };
+  const timing = suiteTiming(o.quick);
   const rows = await benchModel(reg, pipelines, batches, null, { ...timing, log: say });
   const best = (mode: string, p: string) => rows.filter((r) => r.mode === mode && r.pipeline === p).sort((a, b) => b.imagesPerSec - a.imagesPerSec)[0] ?? null;
   const result = {
@@ -65,7 +72,10 @@ async function pipelineSuite(o: SuiteOpts) {
   const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
   const models = o.models ?? 'models/mnist';
   let records: Buffer[];
-  if (o.recordsFile) records = readRecordsFile(o.recordsFile);
+  if (o.recordsFile) {
+    records = readRecordsFile(o.recordsFile);
+    if (o.records) records = records.slice(0, Number(o.records));
+  }
   else {
     const n = Number(o.records ?? (o.quick ? 256 : 4096));
     const reg = new ModelRegistry(models);
@@ -81,7 +91,7 @@ async function pipelineSuite(o: SuiteOpts) {
   const pipelines = o.pipeline?.length ? o.pipeline : ['full', 'split2>full'];
   const batches = listOf(o.batch, o.quick ? [32] : [64, 256]);
   const concurrency = Number(o.concurrency ?? 2);
-  const timing = o.quick ? { minMs: 150, minReps: 2 } : { minMs: 1000, minReps: 3 };
+  const timing = suiteTiming(o.quick);
   const rows = [];
   for (const p of pipelines) for (const b of batches) rows.push(await benchPipeline(records, { models, pipeline: p, batch: b, concurrency, ...timing, log: say }));
   const result = { command: commandLine(), machine: machineDescription(), backend: backendSummary(), rows, date: new Date().toISOString() };

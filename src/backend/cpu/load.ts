@@ -79,7 +79,8 @@ export function loadCpu(base: Pick<BackendInfo, 'choice' | 'notTaken'>, already?
       `CPU backend, which is 100x or more slower (conv ~0.8 GFLOP/s measured). Run\n` +
       `\`make install\` to provision libtensorflow. Not for real work.\n${banner}\n`,
   );
-  const tf = require('@tensorflow/tfjs') as TF;
+  const custom = (globalThis as unknown as { __vqguardLoaders?: { tfjs(): TF } }).__vqguardLoaders;
+  const tf = custom ? custom.tfjs() : (require('@tensorflow/tfjs') as TF);
   return {
     tf,
     info: {

@@ -22,12 +22,27 @@ interface GpuLike {
   requestAdapter(o?: { powerPreference?: string }): Promise<GpuAdapterLike | null>;
 }
 
+/**
+ * How the packages are loaded: plain require by default; the GPU check's single-file bundle
+ * (scripts/device-check.sh) installs loaders whose static requires esbuild can bundle.
+ */
+interface Loaders {
+  tfjs(): TF;
+  webgpuBackend(): unknown;
+  dawn(): { create(o: string[]): GpuLike; globals: Record<string, unknown> };
+}
+const loaders: Loaders = (globalThis as unknown as { __vqguardLoaders?: Loaders }).__vqguardLoaders ?? {
+  tfjs: () => require('@tensorflow/tfjs') as TF,
+  webgpuBackend: () => require('@tensorflow/tfjs-backend-webgpu'),
+  dawn: () => require('webgpu') as ReturnType<Loaders['dawn']>,
+};
+
 let gpu: GpuLike | null = null;
 
 /** Installs Dawn's globals and navigator.gpu (once). Throws when the `webgpu` package or Dawn cannot load. */
 function installDawn(): GpuLike {
   if (gpu) return gpu;
-  const mod = require('webgpu') as { create(o: string[]): GpuLike; globals: Record<string, unknown> };
+  const mod = loaders.dawn();
   Object.assign(globalThis, mod.globals);
   gpu = mod.create([]);
   const nav = (globalThis as unknown as { navigator?: Record<string, unknown> }).navigator;
@@ -96,9 +111,9 @@ export async function loadWebgpu(base: Pick<BackendInfo, 'choice' | 'notTaken'>,
     if (!p.ok) throw new Error(`WebGPU backend unavailable: ${p.reason}`);
     a = p.adapter;
   }
-  const tf = require('@tensorflow/tfjs') as TF;
+  const tf = loaders.tfjs();
   // Must come after navigator.gpu exists: the package registers its backend only when it sees one.
-  require('@tensorflow/tfjs-backend-webgpu');
+  loaders.webgpuBackend();
   const ok = await tf.setBackend('webgpu');
   if (!ok || tf.getBackend() !== 'webgpu') throw new Error('WebGPU backend unavailable: tf.setBackend("webgpu") failed (see the messages above)');
   await tf.ready();
