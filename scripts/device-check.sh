@@ -75,7 +75,7 @@ build() {
 
   # 5. Records for the stream bench.
   if [[ ! -f "$dir/records.bin.xz" ]]; then
-    node bin/vqguard.mjs --backend cpu bench pipeline --records "${RECORDS:-8192}" --save-records "$dir/records.bin"
+    VQGUARD_BACKEND=cpu node bin/vqguard.mjs bench pipeline --records "${RECORDS:-8192}" --save-records "$dir/records.bin"
     xz -T0 -9 -f "$dir/records.bin"
   fi
   cp "$here/device-check.sh" "$dir/device-check.sh"
@@ -104,7 +104,8 @@ run() {
   echo "device-check: unpacked in $((SECONDS - t0)) s; node $("$t/node" --version); VK_DRIVER_FILES=${VK_DRIVER_FILES:-<system>}"
   (nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi") | tee "$out/gpu.txt"
 
-  local vq=("$t/node" "$dir/app/vqguard.mjs" --backend "${BACKEND:-webgpu}")
+  export VQGUARD_BACKEND="${BACKEND:-webgpu}"
+  local vq=("$t/node" "$dir/app/vqguard.mjs")
   local st="${STEP_TIMEOUT:-150}"
   local rc=0
   timeout "$st" "${vq[@]}" doctor --json > "$out/doctor.json" || { echo "device-check: doctor failed"; rc=1; }
