@@ -80,9 +80,11 @@ ARG TF_ROUTE=pypi
 RUN --mount=type=cache,target=/root/.npm \
     npm install --no-save --omit=dev --ignore-scripts @tensorflow/tfjs-node-gpu@4.22.0
 COPY scripts/setup-native.sh scripts/setup-native.sh
-# No GPU is needed at build time: libtensorflow loads CUDA lazily.
+# No GPU is needed at build time: libtensorflow loads CUDA lazily. The runtime image below brings
+# cuDNN 9 / cuBLAS 12, so the NVIDIA wheels (`make install BACKEND=cuda` on hosts without them) are
+# skipped here. This target is NOT tested by the project (no CUDA 12 GPU host; README, "GPU").
 RUN --mount=type=cache,target=/app/.cache/wheels \
-    VQGUARD_TF_ROUTE=${TF_ROUTE} VQGUARD_TFJS_PACKAGE=@tensorflow/tfjs-node-gpu bash scripts/setup-native.sh \
+    VQGUARD_CUDA_WHEELS=0 VQGUARD_TF_ROUTE=${TF_ROUTE} VQGUARD_TFJS_PACKAGE=@tensorflow/tfjs-node-gpu bash scripts/setup-native.sh \
  && node -e "require('@tensorflow/tfjs-node-gpu')"
 
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +103,7 @@ ENV NODE_ENV=production \
     TMPDIR=/tmp \
     VQGUARD_REQUIRE_NATIVE=1 \
     VQGUARD_HEALTH_PORT=9464 \
+    VQGUARD_BACKEND=cuda \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/nvidia/lib:/usr/local/nvidia/lib64

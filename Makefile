@@ -8,9 +8,17 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install kafka-jars helm tools test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
+.PHONY: install-cuda install kafka-jars helm tools webgpu test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
 
-install: $(STAMP) kafka-jars
+# BACKEND=cuda: also tfjs-node-gpu with libtensorflow for CUDA 12 from PyPI (the `tensorflow` wheel
+# and its NVIDIA wheels when the host lacks cuDNN 9 / cuBLAS 12). Not tested here (no GPU; the GPU
+# test machine has CUDA 13 only). The WebGPU backend needs nothing beyond `npm ci`.
+BACKEND ?= cpu
+install: $(STAMP) kafka-jars $(if $(filter cuda,$(BACKEND)),install-cuda)
+
+install-cuda: $(STAMP)
+	npm install --no-save --ignore-scripts --no-audit --no-fund @tensorflow/tfjs-node-gpu@4.22.0
+	VQGUARD_TFJS_PACKAGE=@tensorflow/tfjs-node-gpu VQGUARD_TF_ROUTE=$${VQGUARD_TF_ROUTE:-pypi} bash scripts/setup-native.sh
 
 $(STAMP): package.json package-lock.json scripts/setup-native.sh
 	@echo "== installing npm packages (scripts off; native backend provisioned next)"
@@ -32,6 +40,10 @@ tools:
 	@bash scripts/go-tool.sh composecheck >/dev/null
 	@bash scripts/promtool.sh --install-only >/dev/null
 
+# Mesa 25 lavapipe (software Vulkan) so the WebGPU backend's tests run on CPU machines (idempotent).
+webgpu:
+	@bash scripts/setup-webgpu.sh
+
 typecheck: $(STAMP)
 	npx tsc -p tsconfig.json
 
@@ -43,7 +55,7 @@ layering: $(STAMP)
 build: $(STAMP)
 	npm run build
 
-test: install helm tools typecheck layering
+test: install helm tools webgpu typecheck layering
 	npm test
 
 demo: install

@@ -108,6 +108,7 @@ export function chartSchema(): J {
         nodeSelector: stringMap,
         tolerations: k8sList('Toleration list'),
         runtimeClassName: str,
+        backend: { type: 'string', enum: ['auto', 'cuda', 'webgpu', 'cpu'] },
       }),
       config: guardConfigSchema(),
       kafka: obj({

@@ -10,6 +10,12 @@
 #      on CUDA hosts), then the addon is built from tfjs-node's shipped sources with node-gyp
 #      against Node's installed headers (npm_config_nodedir=/usr).
 # VQGUARD_TF_ROUTE=pypi skips straight to 3; =upstream tries only 2.
+# CUDA (tfjs-node-gpu; `make install BACKEND=cuda`): the pypi route takes libtensorflow from the
+# `tensorflow` wheel (built for CUDA 12) and, unless the host already has cuDNN 9 and cuBLAS 12
+# (VQGUARD_CUDA_WHEELS=auto|1|0), the NVIDIA wheels that wheel names for its `and-cuda` extra
+# (cuDNN, cuBLAS, cuFFT, ... for CUDA 12: gigabytes), whose libraries go next to libtensorflow
+# (its RUNPATH has $ORIGIN). NOT tested on this project's machines: they have no GPU, and its GPU
+# test machine has CUDA 13 only (README, "GPU").
 # The wheel is cached under .cache/wheels (git-ignored), so a second run is fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +87,40 @@ PY
  ln -sf libtensorflow_framework.so.2 libtensorflow_framework.so
  ln -sf libtensorflow_framework.so.2 libtensorflow_framework.so.2.9.1)
 echo "pypi:$WHEEL_PKG==$TF_WHEEL_VERSION" > "$DEPS/PROVENANCE"
+
+# CUDA 12 user-space libraries from PyPI (the tensorflow wheel's `and-cuda` extra).
+host_has_cuda_libs() { ldconfig -p 2>/dev/null | grep -q 'libcudnn.so.9' && ldconfig -p 2>/dev/null | grep -q 'libcublas.so.12'; }
+CUDA_WHEELS=${VQGUARD_CUDA_WHEELS:-auto}
+if [ "$WHEEL_PKG" = tensorflow ] && { [ "$CUDA_WHEELS" = 1 ] || { [ "$CUDA_WHEELS" = auto ] && ! host_has_cuda_libs; }; }; then
+  REQS=$(python3 - "$WHEEL" <<'PY'
+import sys, zipfile, re
+with zipfile.ZipFile(sys.argv[1]) as z:
+    meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+    for line in z.read(meta).decode().splitlines():
+        m = re.match(r"Requires-Dist: (nvidia-[A-Za-z0-9_.-]+)\s*(\(?[<>=!~][^;]*?\)?)?\s*;.*extra == .and-cuda.", line)
+        if m:
+            print(m.group(1) + (m.group(2) or "").replace("(", "").replace(")", "").replace(" ", ""))
+PY
+)
+  [ -n "$REQS" ] || { log "the $WHEEL_PKG wheel names no and-cuda NVIDIA wheels"; exit 1; }
+  log "downloading the CUDA 12 NVIDIA wheels from PyPI: $(echo $REQS | tr '\n' ' ')"
+  NV=$CACHE/nvidia-$TF_WHEEL_VERSION
+  mkdir -p "$NV"
+  # shellcheck disable=SC2086
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$NV" $REQS
+  python3 - "$DEPS/lib" "$NV"/*.whl <<'PY'
+import sys, zipfile, shutil, os, re
+dest = sys.argv[1]
+for wheel in sys.argv[2:]:
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            if re.match(r"nvidia/[^/]+/lib/[^/]+\.so[.0-9]*$", info.filename):
+                with z.open(info) as src, open(os.path.join(dest, os.path.basename(info.filename)), "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+PY
+  echo "pypi-cuda-wheels: $(echo $REQS | tr '\n' ' ')" >> "$DEPS/PROVENANCE"
+  log "CUDA libraries placed in $DEPS/lib"
+fi
 log "building the $PKG addon from source with node-gyp (nodedir=$npm_config_nodedir)"
 (cd "$PKGDIR" && "$ROOT/node_modules/.bin/node-pre-gyp" install --build-from-source --nodedir="$npm_config_nodedir" >/tmp/vqguard-tf-build.log 2>&1) \
   || (cd "$PKGDIR" && node "$(dirname "$(node -p "require.resolve('@mapbox/node-pre-gyp/package.json')")")/bin/node-pre-gyp" install --build-from-source --nodedir="$npm_config_nodedir" >/tmp/vqguard-tf-build.log 2>&1) \

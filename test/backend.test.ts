@@ -61,3 +61,51 @@ test('conv2d forward and gradients match a float64 reference (rel. error < 1e-4)
   assert.ok(relErr(gf!.dataSync(), df) < 1e-4, `dfilter rel err ${relErr(gf!.dataSync(), df)}`);
   tf.dispose([tx, tfil, tdy, ty, gx!, gf!]);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Backend choice (issue 16): precedence, errors, and what doctor reports, in fresh processes.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { resolveBackendChoice } from '../src/backend/tf.ts';
+import { parseConfig } from '../src/config/schema.ts';
+import { existsSync } from 'node:fs';
+
+test('backend choice: --backend > VQGUARD_BACKEND > config > auto; unknown names are clear errors', () => {
+  assert.equal(resolveBackendChoice(undefined, undefined, {}), 'auto');
+  assert.equal(resolveBackendChoice(undefined, 'webgpu', {}), 'webgpu');
+  assert.equal(resolveBackendChoice(undefined, 'webgpu', { VQGUARD_BACKEND: 'cpu' }), 'cpu');
+  assert.equal(resolveBackendChoice('CUDA', 'webgpu', { VQGUARD_BACKEND: 'cpu' }), 'cuda');
+  assert.throws(() => resolveBackendChoice('gpu', undefined, {}), /--backend: unknown backend "gpu": expected auto, cpu, cuda, webgpu/);
+  assert.throws(() => resolveBackendChoice(undefined, undefined, { VQGUARD_BACKEND: 'tpu' }), /VQGUARD_BACKEND: unknown backend/);
+  const base = { kafka: { brokers: ['b:9092'] }, topics: [{ input: 'a', output: 'b', deadLetter: 'c', pipeline: 'full' }] };
+  assert.equal(parseConfig(base).backend, 'auto');
+  assert.equal(parseConfig({ ...base, backend: 'webgpu' }).backend, 'webgpu');
+  assert.throws(() => parseConfig({ ...base, backend: 'metal' }), /backend/);
+});
+
+function doctor(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const out = execFileSync(process.execPath, ['bin/vqguard.mjs', ...args, 'doctor', '--json'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  return JSON.parse(out.trim().split('\n').pop()!) as { choice: string; kind: string; notTaken: Record<string, string>; adapter: { cpu: boolean; limits: Record<string, number> } | null; adapterNote: string | null };
+}
+
+test('doctor reports the choice, what runs, the adapter and why the others were not taken', { timeout: 240_000 }, () => {
+  const cpu = doctor(['--backend', 'cpu']);
+  assert.equal(cpu.choice, 'cpu');
+  assert.equal(cpu.kind, 'cpu');
+  assert.match(cpu.notTaken.cuda ?? '', /not asked for/);
+  // auto on a machine with no NVIDIA driver: CUDA not taken with the reason; WebGPU only on a real GPU.
+  const auto = doctor([], { VQGUARD_BACKEND: '' });
+  assert.equal(auto.choice, 'auto');
+  if (auto.kind !== 'cuda') assert.ok(auto.notTaken.cuda, 'a reason for not taking CUDA');
+  if (auto.kind === 'cpu') assert.ok(auto.notTaken.webgpu, 'a reason for not taking WebGPU');
+  if (auto.adapter) {
+    assert.ok((auto.adapter.limits.maxStorageBufferBindingSize ?? 0) > 0);
+    if (auto.adapter.cpu) assert.notEqual(auto.kind, 'webgpu', 'auto never takes a software adapter');
+  } else assert.ok(auto.adapterNote, 'why there is no adapter');
+  // An explicit choice that cannot run fails with the reason.
+  const r = spawnSync(process.execPath, ['bin/vqguard.mjs', '--backend', 'cuda', 'doctor'], { encoding: 'utf8', timeout: 120_000 });
+  if (!existsSync('/proc/driver/nvidia/version')) {
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /backend cuda unavailable: no NVIDIA driver/);
+  }
+});

@@ -13,7 +13,7 @@ import { parsePipeline } from '../src/purify/stages/index.ts';
 import { vqStage } from '../src/purify/stages/vqvae.ts';
 import { Classifier, defaultClassifierConfig } from '../src/detect/classifier.ts';
 import { fgsm, inputGradient, pgd } from '../src/attacks/attacks.ts';
-import { saveBundle, loadBundle, BundleError } from '../src/models/bundle.ts';
+import { saveBundle, loadBundle, BundleError, convertBundleToFloat16, readManifest } from '../src/models/bundle.ts';
 import { loadDataset } from '../src/data/load.ts';
 import { trainPurifier } from '../src/train/trainPurifier.ts';
 import { cosineLr, trainClassifier } from '../src/train/trainClassifier.ts';
@@ -142,6 +142,41 @@ test('a bundle saved and loaded gives bit-identical outputs; a tampered bundle i
   writeFileSync(join(dir, 'weights.bin'), w);
   assert.throws(() => loadBundle(dir), (e: Error) => e instanceof BundleError && /sha256 mismatch/.test(e.message));
   assert.throws(() => loadBundle(join(dir, 'nope')), /not found/);
+  m.dispose();
+  model.dispose();
+});
+
+test('float16 conversion: half the bytes, weights within float16 rounding, sha256 still checked, idempotent', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vqg-f16-'));
+  const m = small(14, 14, 2);
+  const x = tf.randomUniform([2, 14, 14, 1], 0, 1, 'float32', 5) as Tensor4D;
+  m.initCodebook(x, 2);
+  saveBundle(dir, m, {
+    name: 'test',
+    dataset: { name: 'none', trainSize: 0, validationSize: 0, testSize: 0, seed: 0 },
+    training: { command: 'test', seed: 3, epochs: 0, batchSize: 1, learningRate: 0, trainSeconds: 0, backend: 'x' },
+    metrics: {},
+  });
+  const before = readFileSync(join(dir, 'weights.bin')).byteLength;
+  const f32 = readManifest(dir).weightsSha256;
+  const r = convertBundleToFloat16(dir, 'vqguard models convert --dtype float16 (test)')!;
+  assert.equal(r.bytesAfter * 2, before);
+  assert.equal(readFileSync(join(dir, 'weights.bin')).byteLength * 2, before);
+  const man = readManifest(dir);
+  assert.equal(man.weightsDtype, 'float16');
+  assert.equal(man.conversion?.float32Sha256, f32);
+  assert.notEqual(man.weightsSha256, f32);
+  const { model } = loadBundle<VqVae>(dir);
+  const a = m.params.snapshot(), b = model.params.snapshot();
+  for (const [name, v] of a) {
+    const w = b.get(name)!;
+    v.forEach((y, i) => assert.ok(Math.abs(w[i]! - y) <= Math.abs(y) * 2 ** -11 + 2 ** -24, `${name}[${i}]: ${w[i]} vs ${y}`));
+  }
+  assert.equal(convertBundleToFloat16(dir, 'again'), null, 'a float16 bundle is left as it is');
+  const buf = readFileSync(join(dir, 'weights.bin'));
+  buf[10] = buf[10]! ^ 1;
+  writeFileSync(join(dir, 'weights.bin'), buf);
+  assert.throws(() => loadBundle(dir), (e: Error) => e instanceof BundleError && /sha256 mismatch/.test(e.message));
   m.dispose();
   model.dispose();
 });

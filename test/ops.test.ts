@@ -222,6 +222,9 @@ describe('ops endpoints, logs and webhook (real broker)', { timeout: 600_000 }, 
       assert.match(backend[0]!.labels.native ?? '', /^(true|false)$/);
       assert.match(backend[0]!.labels.gpu ?? '', /^(true|false)$/);
       assert.ok(backend[0]!.labels.tf_version, 'tf_version label');
+      assert.match(backend[0]!.labels.backend ?? '', /^(cpu|cuda|webgpu|js)$/);
+      assert.match(backend[0]!.labels.choice ?? '', /^(auto|cpu|cuda|webgpu)$/);
+      if (backend[0]!.labels.backend !== 'cuda') assert.match(backend[0]!.labels.not_taken ?? '', /cuda: /, 'why CUDA was not taken');
       const models = m.filter((s) => s.name === 'vqguard_model_info' && s.labels.topic === topic);
       assert.deepEqual(models.map((s) => s.labels.model).sort(), ['classifier', 'purifier-split1', 'purifier-split2']);
       for (const s of models) {

@@ -810,7 +810,7 @@ async function cli(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+if (process.argv[1] && /localBroker\.[cm]?[jt]s$/.test(process.argv[1]) && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   cli(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: unknown) => {

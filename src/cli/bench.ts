@@ -16,6 +16,90 @@ import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import { commandLine, jsonOption } from './options.ts';
 import { benchPng } from '../bench/png.ts';
+import { benchPipeline, readRecordsFile, writeRecordsFile } from '../bench/pipeline.ts';
+import { getBackendInfo } from '../backend/tf.ts';
+
+interface SuiteOpts {
+  json?: boolean;
+  out?: string;
+  quick?: boolean;
+  pipeline?: string[];
+  batch?: string;
+  records?: string;
+  recordsFile?: string;
+  saveRecords?: string;
+  concurrency?: string;
+  models?: string;
+}
+
+/** Timing per measured point; VQGUARD_BENCH_MIN_MS shortens or lengthens it (the GPU check sets it). */
+function suiteTiming(quick?: boolean) {
+  const env = Number(process.env.VQGUARD_BENCH_MIN_MS);
+  const t = quick ? { minMs: 150, minReps: 2 } : { minMs: 1000, minReps: 3 };
+  return Number.isFinite(env) && env > 0 ? { ...t, minMs: env } : t;
+}
+
+const listOf = (s: string | undefined, d: number[]) => (s ? s.split(',').map((x) => Number(x.trim())).filter((x) => Number.isInteger(x) && x > 0) : d);
+
+function backendSummary() {
+  const i = getBackendInfo();
+  return { choice: i.choice, kind: i.kind, package: i.packageName, adapter: i.adapter, notTaken: i.notTaken };
+}
+
+/** `bench model`: purify and detect images/s per pipeline and batch on the chosen backend (no dataset, no broker). */
+async function modelSuite(o: SuiteOpts) {
+  const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
+  const reg = new ModelRegistry(o.models ?? 'models/mnist');
+  const pipelines = o.pipeline?.length ? o.pipeline : ['full', 'split2>full'];
+  const batches = listOf(o.batch, o.quick ? [1, 32] : [1, 64, 256, 1024]);
+  const timing = suiteTiming(o.quick);
+  const rows = await benchModel(reg, pipelines, batches, null, { ...timing, log: say });
+  const best = (mode: string, p: string) => rows.filter((r) => r.mode === mode && r.pipeline === p).sort((a, b) => b.imagesPerSec - a.imagesPerSec)[0] ?? null;
+  const result = {
+    command: commandLine(), machine: machineDescription(), backend: backendSummary(), rows,
+    best: Object.fromEntries(pipelines.flatMap((p) => [[`${p} purify`, best('purify', p)], [`${p} detect`, best('detect', p)]])),
+    date: new Date().toISOString(),
+  };
+  const out = o.out ?? `reports/bench/model-${getBackendInfo().kind}.json`;
+  write(out, result);
+  reg.dispose();
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else process.stdout.write(formatTable(['pipeline', 'mode', 'batch', 'images/s', 'ms/batch', 'GFLOP/img', 'GFLOP/s'], rows.map((r) => [r.pipeline, r.mode, r.batch, r.imagesPerSec, r.msPerBatch, r.gflopPerImage, r.gflops])) + `\nwritten to ${out}\n`);
+}
+
+/** `bench pipeline`: the in-memory stream (Avro records in, records out, no broker) against model-only. */
+async function pipelineSuite(o: SuiteOpts) {
+  const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
+  const models = o.models ?? 'models/mnist';
+  let records: Buffer[];
+  if (o.recordsFile) {
+    records = readRecordsFile(o.recordsFile);
+    if (o.records) records = records.slice(0, Number(o.records));
+  }
+  else {
+    const n = Number(o.records ?? (o.quick ? 256 : 4096));
+    const reg = new ModelRegistry(models);
+    const data = loadDataset('mnist');
+    say(`encoding ${n} records (PNG in Avro ImageRecord)`);
+    records = (await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' })).map((r) => r.value);
+  }
+  if (o.saveRecords) {
+    writeRecordsFile(o.saveRecords, records);
+    say(`wrote ${records.length} records to ${o.saveRecords}`);
+    return;
+  }
+  const pipelines = o.pipeline?.length ? o.pipeline : ['full', 'split2>full'];
+  const batches = listOf(o.batch, o.quick ? [32] : [64, 256]);
+  const concurrency = Number(o.concurrency ?? 2);
+  const timing = suiteTiming(o.quick);
+  const rows = [];
+  for (const p of pipelines) for (const b of batches) rows.push(await benchPipeline(records, { models, pipeline: p, batch: b, concurrency, ...timing, log: say }));
+  const result = { command: commandLine(), machine: machineDescription(), backend: backendSummary(), rows, date: new Date().toISOString() };
+  const out = o.out ?? `reports/bench/pipeline-${getBackendInfo().kind}.json`;
+  write(out, result);
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else process.stdout.write(formatTable(['pipeline', 'batch', 'in flight', 'records', 'stream img/s', 'model-only img/s', 'share', 'dead letters'], rows.map((r) => [r.pipeline, r.batch, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share, r.deadLetters])) + `\nwritten to ${out}\n`);
+}
 
 function write(out: string, obj: unknown): void {
   mkdirSync(dirname(out), { recursive: true });
@@ -59,7 +143,7 @@ async function fullSuite(o: { json?: boolean; out?: string; quick?: boolean; str
   const pipelines = quick ? ['full', 'split2>full'] : ['full', 'split2', 'split2>full', 'full>split2'];
   const batches = quick ? [1, 32] : [1, 8, 32, 128, 512];
   say(`model: ${pipelines.join(', ')} at batch ${batches.join(', ')}`);
-  const model = benchModel(reg, pipelines, batches, ceilingGflops, timing);
+  const model = await benchModel(reg, pipelines, batches, ceilingGflops, timing);
   const data = loadDataset('mnist');
   let stream = null;
   if (o.stream) {
@@ -159,8 +243,17 @@ export function registerBench(program: Command): void {
     .option('--no-stream', 'skip the stream benchmark (no broker needed)')
     .option('--bin <launcher...>', 'footprint: launchers to measure (another checkout\'s bin/vqguard.mjs for a before/after)', ['bin/vqguard.mjs'])
     .option('--idle <n>', 'footprint: seconds idle after /readyz before reading RSS', '5')
-    .action(async (suite: string | undefined, o: { json?: boolean; out?: string; quick?: boolean; js: boolean; stream: boolean; bin: string[]; idle: string }) => {
+    .option('--pipeline <spec...>', 'model/pipeline suites: pipelines (default full, split2>full)')
+    .option('--batch <list>', 'model/pipeline suites: batch sizes, comma-separated')
+    .option('--records <n>', 'pipeline suite: records to encode from the MNIST test set')
+    .option('--records-file <file>', 'pipeline suite: read encoded records from this file instead')
+    .option('--save-records <file>', 'pipeline suite: only write the encoded records to this file')
+    .option('--concurrency <n>', 'pipeline suite: batches in flight (default 2)')
+    .option('--models <dir>', 'model/pipeline suites: model set (default models/mnist)')
+    .action(async (suite: string | undefined, o: SuiteOpts & { js: boolean; stream: boolean; bin: string[]; idle: string }) => {
       if (suite === 'backend') await backendSuite(o);
+      else if (suite === 'model') await modelSuite(o);
+      else if (suite === 'pipeline') await pipelineSuite(o);
       else if (suite === 'png') {
         const r = await benchPng();
         const out = o.out ?? 'reports/bench/png.json';
@@ -173,6 +266,6 @@ export function registerBench(program: Command): void {
       }
       else if (suite === 'footprint') await footprintSuite(o);
       else if (suite === undefined || suite === 'all') await fullSuite(o);
-      else throw new Error(`unknown bench suite "${suite}": expected backend, png, footprint or nothing`);
+      else throw new Error(`unknown bench suite "${suite}": expected backend, png, model, pipeline, footprint or nothing`);
     });
 }

@@ -28,7 +28,7 @@ export function registerDetect(program: Command): void {
     .option('--temperature <T>', 'softmax temperature of the JS score', '10')
     .option('--samples <n>', 'clean validation images to use', '1000')
     .option('--out <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
-    .action((o: Record<string, string | string[]>) => {
+    .action(async (o: Record<string, string | string[]>) => {
       const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
       const models = String(o.models);
       const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
@@ -36,7 +36,7 @@ export function registerDetect(program: Command): void {
       const reg = new ModelRegistry(models);
       checkModelsFitDataset(reg, data);
       const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
-      const { clean, attacked } = calibrationScores(det, set, 100);
+      const { clean, attacked } = await calibrationScores(det, set, 100);
       const fpr = Number(o.fpr);
       const fprs = [...new Set([fpr, 0.01, 0.05])];
       const versions: Record<string, string> = {};
@@ -75,7 +75,7 @@ export function registerDetect(program: Command): void {
       const reg = new ModelRegistry(models);
       checkModelsFitDataset(reg, data);
       const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
-      const r = evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)));
+      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)));
       const result = { dataset: data.name, samples: set.n, pipelines, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };
       if (o.report) {
         const dir = String(o.report);

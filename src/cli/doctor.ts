@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { jsonOption } from './options.ts';
 import { createRequire } from 'node:module';
 import { brokersFromEnv } from '../config/schema.ts';
-import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
+import { tf, backendInfo, tfVersion, getBackendInfo } from '../backend/tf.ts';
+import { probeWebgpu } from '../backend/webgpu/load.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -34,7 +35,24 @@ export async function doctorReport(brokers?: string[]) {
   await tf.ready();
   const devices: { name: string; type: string }[] = [{ name: '/device:CPU:0', type: 'CPU' }];
   if (backendInfo.gpu) devices.push({ name: '/device:GPU:0', type: 'GPU' });
+  const info = getBackendInfo();
+  // The WebGPU adapter: the one in use, else probed now for the report (not used).
+  let adapter = info.adapter;
+  let adapterInUse = info.kind === 'webgpu';
+  let adapterNote: string | null = null;
+  if (!adapter) {
+    const p = await probeWebgpu();
+    if (p.ok) adapter = p.adapter;
+    else adapterNote = p.reason;
+    adapterInUse = false;
+  }
   return {
+    choice: info.choice,
+    kind: info.kind,
+    notTaken: info.notTaken,
+    adapter,
+    adapterInUse,
+    adapterNote,
     backend: tf.getBackend(),
     native: backendInfo.native,
     gpu: backendInfo.gpu,
@@ -49,6 +67,8 @@ export async function doctorReport(brokers?: string[]) {
       vqguard: '0.1.0',
       '@tensorflow/tfjs-node': pkgVersion('@tensorflow/tfjs-node'),
       '@tensorflow/tfjs-node-gpu': pkgVersion('@tensorflow/tfjs-node-gpu'),
+      '@tensorflow/tfjs-backend-webgpu': pkgVersion('@tensorflow/tfjs-backend-webgpu'),
+      webgpu: pkgVersion('webgpu'),
       kafkajs: pkgVersion('kafkajs'),
       sharp: pkgVersion('sharp'),
       avsc: pkgVersion('avsc'),
@@ -70,8 +90,13 @@ export function registerDoctor(program: Command): void {
         process.stdout.write(JSON.stringify(r) + '\n');
         return;
       }
+      const a = r.adapter;
       const lines = [
-        `backend        ${r.backend} (${r.native ? 'native libtensorflow' : 'PURE JS - slow'})`,
+        `choice         ${r.choice} -> ${r.kind}`,
+        `backend        ${r.backend} (${r.kind === 'webgpu' ? 'WebGPU on Dawn' : r.native ? 'native libtensorflow' : 'PURE JS - slow'})`,
+        ...Object.entries(r.notTaken).map(([k, v]) => `not ${k.padEnd(10)} ${v}`),
+        `adapter        ${a ? `${[a.vendor, a.architecture, a.description || a.device].filter(Boolean).join(' / ')}${a.cpu ? ' (software/CPU)' : ''}${r.adapterInUse ? ' (in use)' : ' (not used)'}` : `none (${r.adapterNote})`}`,
+        ...(a ? [`limits         maxStorageBufferBindingSize ${a.limits.maxStorageBufferBindingSize}, maxBufferSize ${a.limits.maxBufferSize}, maxComputeWorkgroupsPerDimension ${a.limits.maxComputeWorkgroupsPerDimension}`] : []),
         `package        ${r.package}`,
         `TensorFlow     ${r.tfVersion ?? 'n/a'}`,
         `devices        ${r.devices.map((d) => d.name).join(', ')}`,

@@ -10,6 +10,22 @@ import { checkNumericOptions } from './options.ts';
 
 type Register = (program: Command) => void;
 
+/** Commands that never compute: no backend is chosen for them (they must stay light). */
+const NO_BACKEND = new Set(['config']);
+
+/** The `backend` key of a --config file, if the command has one (the full check comes later). */
+async function configBackend(file: unknown): Promise<string | undefined> {
+  if (typeof file !== 'string') return undefined;
+  try {
+    const { readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const raw = parse(readFileSync(file, 'utf8')) as { backend?: unknown } | null;
+    return typeof raw?.backend === 'string' ? raw.backend : undefined;
+  } catch {
+    return undefined; // the command reports an unreadable or invalid config itself
+  }
+}
+
 /** Every top-level command: name (with its arguments), description, and how to load it. */
 const COMMANDS: { name: string; description: string; load: () => Promise<Register> }[] = [
   { name: 'run', description: 'run the streaming guard (Kafka in, purification and detection, cleaned images out)', load: async () => (await import('./run.ts')).registerRun },
@@ -17,13 +33,14 @@ const COMMANDS: { name: string; description: string; load: () => Promise<Registe
   { name: 'doctor', description: 'report the compute backend, libtensorflow, versions and broker reachability', load: async () => (await import('./doctor.ts')).registerDoctor },
   { name: 'train', description: 'train the classifier or a purifier and write a model bundle', load: async () => (await import('./train.ts')).registerTrain },
   { name: 'eval', description: 'classifier accuracy under attack, undefended and after each pipeline', load: async () => (await import('./eval.ts')).registerEval },
-  { name: 'bench [suite]', description: 'benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path), `bench footprint` (idle RSS and start-to-ready of `vqguard run`)', load: async () => (await import('./bench.ts')).registerBench },
+  { name: 'bench [suite]', description: 'benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path), `bench footprint` (idle RSS and start-to-ready of `vqguard run`), `bench model` (images/s on the chosen backend), `bench pipeline` (in-memory stream vs model-only, no broker)', load: async () => (await import('./bench.ts')).registerBench },
   { name: 'calibrate', description: 'set detection thresholds on held-out clean data for a target false-positive rate', load: async () => (await import('./detect.ts')).registerDetect },
   { name: 'detect-eval', description: 'ROC-AUC and TPR at calibrated FPRs for adversarial-input detection', load: async () => (await import('./detect.ts')).registerDetect },
   { name: 'sweep', description: 'codebook-size sweep (paper Tables 2/3): train one purifier per K, accuracy under FGSM; resumable', load: async () => (await import('./research.ts')).registerResearch },
   { name: 'examples', description: "one PNG grid: clean, adversarial, and each pipeline's restoration at a few epsilons (paper Fig. 1/2)", load: async () => (await import('./research.ts')).registerResearch },
   { name: 'produce-sample', description: 'produce labelled test images (part attacked) as Avro ImageRecords into a topic', load: async () => (await import('./sample.ts')).registerSample },
   { name: 'demo', description: 'local broker, sample traffic (half attacked), the guard, and a summary', load: async () => (await import('./demo.ts')).registerDemo },
+  { name: 'models', description: 'model bundle tools (`models convert --dtype float16`: store weights as float16, sha256 re-recorded)', load: async () => (await import('./models.ts')).registerModels },
   { name: 'replay', description: 'replay a range of a topic through one or several pipelines (no consumer-group offsets touched) and write a report', load: async () => (await import('./replay.ts')).registerReplay },
 ];
 
@@ -42,9 +59,19 @@ async function main(argv: string[]): Promise<void> {
     .description('Streaming guard for image ingestion: VQ-VAE purification and adversarial detection')
     .version(packageVersion())
     .exitOverride((err) => process.exit(exitCodeOf(err.code, err.exitCode)))
-    .hook('preAction', (_root, action) => checkNumericOptions(action));
+    .option('--backend <choice>', "compute backend: auto | cpu | cuda | webgpu (default: $VQGUARD_BACKEND, the config's backend, else auto)")
+    .hook('preAction', (_root, action) => checkNumericOptions(action))
+    // The backend is chosen once, explicitly, before a command that computes runs.
+    .hook('preAction', async (root, action) => {
+      let top = action;
+      while (top.parent && top.parent !== root) top = top.parent;
+      if (NO_BACKEND.has(top.name())) return;
+      const { initBackend, resolveBackendChoice } = await import('../backend/tf.ts');
+      await initBackend(resolveBackendChoice(root.opts().backend as string | undefined, await configBackend(action.opts().config)));
+    });
   const args = argv.slice(2);
-  const i = args.findIndex((a) => !a.startsWith('-'));
+  // The command is the first word that is neither an option nor the value of --backend.
+  const i = args.findIndex((a, k) => !a.startsWith('-') && !(k > 0 && args[k - 1] === '--backend'));
   const target = i < 0 ? undefined : args[i] === 'help' ? args[i + 1] : args[i];
   const chosen = COMMANDS.filter((c) => word(c.name) === target);
   if (chosen.length) {

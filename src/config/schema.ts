@@ -301,6 +301,7 @@ export const configSchema = z
     shutdownTimeoutMs: posInt.default(15000),
     alerts: z.object({ topic: topicName.default('vqguard.alerts'), webhook: webhookSchema.optional() }).strict().default({}),
     topics: z.array(topicSchema).min(1, 'at least one topic is required'),
+    backend: z.enum(['auto', 'cpu', 'cuda', 'webgpu']).default('auto'),
   })
   .strict();
 

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { Kafka, logLevel as kafkaLogLevel, type KafkaConfig as KafkaJsConfig, type LogEntry } from 'kafkajs';
 import pino, { type Logger } from 'pino';
-import { tf, backendInfo, tfVersion } from '../backend/tf.ts';
+import { tf, backendInfo, tfVersion, backendInfoLabels } from '../backend/tf.ts';
 import { ModelRegistry } from '../models/registry.ts';
 import { buildTopicRuntime, type TopicRuntime } from './topicRuntime.ts';
 import { Runner, type RunnerInjection } from './runner.ts';
@@ -130,7 +130,7 @@ export class Guard {
         process.exit(EXIT_CONSUMER_DEAD);
       }
     });
-    this.metrics.backendInfo.set({ package: backendInfo.packageName, native: String(backendInfo.native), gpu: String(backendInfo.gpu), tf_version: tfVersion() ?? 'unknown' }, 1);
+    this.metrics.backendInfo.set(backendInfoLabels(), 1);
     for (const rt of this.runtimes) {
       for (const [model, version] of Object.entries(rt.modelVersions)) {
         this.metrics.modelInfo.set({ topic: rt.settings.input ?? rt.settings.inputPattern ?? '', pipeline: rt.settings.pipelines.join('+'), model, version }, 1);
@@ -148,11 +148,11 @@ export class Guard {
   }
 
   /** Runs each topic's detector once on a zero batch so the first real batch is not slow. */
-  warmUp(): void {
+  async warmUp(): Promise<void> {
     for (const rt of this.runtimes) {
       const { width: w, height: h } = rt.settings.image;
       const x = tf.zeros([Math.min(8, rt.settings.maxBatchSize), h, w, rt.channels]) as Parameters<typeof rt.detector.raw>[0];
-      rt.detector.raw(x);
+      await rt.detector.rawAsync(x);
       x.dispose();
     }
     this.warmed = true;
@@ -195,7 +195,7 @@ export class Guard {
 
   async start(): Promise<void> {
     this.log.info({ config: redactConfig(this.config), backend: backendInfo.packageName, tf: tfVersion() }, 'starting vqguard');
-    this.warmUp();
+    await this.warmUp();
     const port = this.opts.httpPort ?? this.config.http.port;
     this.ops = await startOpsServer(
       {

@@ -2,8 +2,9 @@
  * Runs a topic's pipelines and the classifier on a batch and turns the outputs into scores
  * and verdicts. The first pipeline is the primary one: its output is the cleaned image.
  */
-import { tf } from '../backend/tf.ts';
-import type { Tensor4D } from '@tensorflow/tfjs-node';
+import { tf, asyncReadOnly } from '../backend/tf.ts';
+import type { Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
+import { measureBatchLimit, runChunked, type BatchLimit } from '../backend/webgpu/batch.ts';
 import type { Classifier } from './classifier.ts';
 import type { Pipeline } from '../purify/pipeline.ts';
 import { argmax, baseScores, softmax, BASE_SCORES } from './scores.ts';
@@ -62,10 +63,9 @@ export class Detector {
     return this.pipelines.flatMap((p) => BASE_SCORES.map((s) => scoreKey(p.name, s, this.multi)));
   }
 
-  raw(x: Tensor4D): RawScores {
-    const [n, h, w, c] = x.shape;
-    const size = h * w * c;
-    const { logitsB, outs } = tf.tidy(() => {
+  /** Classifier before, each pipeline and the classifier after it: tensors the caller disposes. */
+  private forwardTensors(x: Tensor4D): { logitsB: Tensor2D; outs: { px: Tensor4D; logits: Tensor2D }[] } {
+    return tf.tidy(() => {
       const logitsB = this.classifier.logits(x);
       const outs = this.pipelines.map((p) => {
         const px = p.apply(x);
@@ -73,11 +73,64 @@ export class Detector {
       });
       return { logitsB, outs };
     });
+  }
+
+  /** Synchronous forward and scores (CPU/CUDA backends). On WebGPU use rawAsync. */
+  raw(x: Tensor4D): RawScores {
+    if (asyncReadOnly()) throw new Error('Detector.raw reads tensors synchronously, which the WebGPU backend cannot do: use rawAsync');
+    const n = x.shape[0];
+    const { logitsB, outs } = this.forwardTensors(x);
     const xv = x.dataSync() as Float32Array;
-    const lb = logitsB.dataSync();
-    const k = lb.length / n;
-    const outData = outs.map((o) => ({ px: o.px.dataSync() as Float32Array, la: o.logits.dataSync() }));
+    const lb = logitsB.dataSync() as Float32Array;
+    const outData = outs.map((o) => ({ px: o.px.dataSync() as Float32Array, la: o.logits.dataSync() as Float32Array }));
     tf.dispose([logitsB, ...outs.flatMap((o) => [o.px, o.logits])]);
+    return this.scoresFrom(x.shape, xv, lb, outData, n);
+  }
+
+  private limits = new Map<string, Promise<BatchLimit>>();
+
+  /** Largest batch one forward pass may take on this device (Infinity off WebGPU); measured once per image shape. */
+  batchLimit(h: number, w: number, c: number): Promise<BatchLimit> {
+    const key = `${h}x${w}x${c}`;
+    let p = this.limits.get(key);
+    if (!p) {
+      p = measureBatchLimit((n) => {
+        const { logitsB, outs } = this.forwardTensors(tf.zeros([n, h, w, c]) as Tensor4D);
+        return [logitsB, ...outs.flatMap((o) => [o.px, o.logits])];
+      });
+      this.limits.set(key, p);
+      p.catch(() => this.limits.delete(key));
+    }
+    return p;
+  }
+
+  /**
+   * Same as raw, reading tensors asynchronously; on WebGPU the batch is split to respect the
+   * device's limits (batchLimit). Use this on every path that may run on WebGPU.
+   */
+  async rawAsync(x: Tensor4D): Promise<RawScores> {
+    if (!asyncReadOnly()) return this.raw(x);
+    const [n, h, w, c] = x.shape;
+    const limit = await this.batchLimit(h, w, c);
+    const parts = await runChunked(n, limit, async (start, count) => {
+      const { logitsB, outs } = tf.tidy(() => this.forwardTensors(count === n ? x : (tf.slice(x, [start, 0, 0, 0], [count, h, w, c]) as Tensor4D)));
+      try {
+        const all = (await Promise.all([logitsB.data(), ...outs.flatMap((o) => [o.px.data(), o.logits.data()])])) as Float32Array[];
+        return { lb: all[0]!, outs: outs.map((_, j) => ({ px: all[1 + 2 * j]!, la: all[2 + 2 * j]! })) };
+      } finally {
+        tf.dispose([logitsB, ...outs.flatMap((o) => [o.px, o.logits])]);
+      }
+    });
+    const xv = (await x.data()) as Float32Array;
+    const lb = concat(parts.map((p) => p.lb));
+    const outData = this.pipelines.map((_, j) => ({ px: concat(parts.map((p) => p.outs[j]!.px)), la: concat(parts.map((p) => p.outs[j]!.la)) }));
+    return this.scoresFrom(x.shape, xv, lb, outData, n);
+  }
+
+  private scoresFrom(shape: readonly number[], xv: Float32Array, lb: Float32Array, outData: { px: Float32Array; la: Float32Array }[], n: number): RawScores {
+    const [, h, w, c] = shape as [number, number, number, number];
+    const size = h * w * c;
+    const k = lb.length / n;
     const res: RawScores = { scores: [], labelBefore: [], labelAfter: [], confidenceBefore: [], confidenceAfter: [], purified: outData[0]!.px };
     for (let i = 0; i < n; i++) {
       const zb = lb.subarray(i * k, (i + 1) * k);
@@ -134,4 +187,15 @@ export class Detector {
     if (!this.calibration) throw new Error('this detector has no calibration: run `vqguard calibrate` first');
     return this.calibration;
   }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

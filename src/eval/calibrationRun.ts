@@ -12,7 +12,7 @@ import { batchTensor } from '../train/evaluate.ts';
 
 export const CALIBRATION_EPS = [0.05, 0.1, 0.15, 0.2, 0.3];
 
-export function calibrationScores(det: Detector, set: ImageSet, batch = 250): { clean: Record<string, number>[]; attacked: Record<string, number>[] } {
+export async function calibrationScores(det: Detector, set: ImageSet, batch = 250): Promise<{ clean: Record<string, number>[]; attacked: Record<string, number>[] }> {
   const clean: Record<string, number>[] = [];
   const attacked: Record<string, number>[] = [];
   const half = Math.floor(set.n / 2);
@@ -20,7 +20,7 @@ export function calibrationScores(det: Detector, set: ImageSet, batch = 250): { 
   for (let s = 0; s < set.n; s += batch) {
     const e = Math.min(set.n, s + batch);
     const x = batchTensor(set, s, e);
-    clean.push(...det.raw(x).scores);
+    clean.push(...(await det.rawAsync(x)).scores);
     const e2 = Math.min(e, half);
     if (s < e2) {
       // Attacked copies of the images in [s, e2): alternate FGSM / PGD, cycle the epsilons.
@@ -30,7 +30,7 @@ export function calibrationScores(det: Detector, set: ImageSet, batch = 250): { 
       const f = (xi: Parameters<typeof det.classifier.logits>[0]) => det.classifier.logits(xi);
       const adv = k % 2 === 0 ? fgsm(f, xs, y, eps) : pgd(f, xs, y, { eps, steps: 10, seed: k });
       k++;
-      attacked.push(...det.raw(adv).scores);
+      attacked.push(...(await det.rawAsync(adv)).scores);
       tf.dispose([xs, y, adv]);
     }
     x.dispose();

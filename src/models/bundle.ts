@@ -2,9 +2,14 @@
  * A model bundle is a folder:
  *   model.json   architecture (config), parameter layout, dataset, training command and seed,
  *                metrics, and the sha256 of weights.bin;
- *   weights.bin  all parameters, float32 little-endian, in the order listed in model.json.
- * Loading verifies the sha256 before any weight is used; a mismatch is refused.
+ *   weights.bin  all parameters, little-endian, in the order listed in model.json: float32 as
+ *                trained, or float16 after `vqguard models convert --dtype float16` (the shipped
+ *                sets: half the bytes, so the repository fits a 64 MiB GPU-check bundle;
+ *                `weightsDtype` and `conversion` in model.json say so and record the command).
+ * Loading verifies the sha256 (of the file as stored) before any weight is used; a mismatch is
+ * refused. float16 weights are widened to float32 on load; compute stays float32.
  */
+import { Float16Array } from '@petamoriken/float16';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +23,17 @@ export { BUNDLE_FORMAT, BundleError, readManifest, manifestSchema } from './mani
 export type { BundleManifest, ModelConfig, TrainingRecord } from './manifest.ts';
 
 export type Model = Classifier | VqVae | Generator;
+
+export type WeightsDtype = 'float32' | 'float16';
+const BYTES: Record<WeightsDtype, number> = { float32: 4, float16: 2 };
+
+/** The stored weights as float32 values. */
+function decodeWeights(buf: Buffer, dtype: WeightsDtype, dir: string): Float32Array {
+  if (buf.byteLength % BYTES[dtype] !== 0) throw new BundleError(`model bundle ${dir}: weights file size ${buf.byteLength} is not a multiple of ${BYTES[dtype]} (${dtype})`);
+  const bytes = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  if (dtype === 'float32') return new Float32Array(bytes);
+  return Float32Array.from(new Float16Array(bytes));
+}
 
 export function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
@@ -79,7 +95,9 @@ export function loadBundle<M extends Model = Model>(dir: string): { model: M; ma
       `model bundle ${dir}: sha256 mismatch for ${manifest.weightsFile} (expected ${manifest.weightsSha256}, got ${digest}); refusing a tampered or corrupt bundle`,
     );
   }
-  const floats = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  const dtype = manifest.weightsDtype ?? 'float32';
+  if (!(dtype in BYTES)) throw new BundleError(`model bundle ${dir}: unsupported weightsDtype "${dtype}" (expected float32 or float16)`);
+  const floats = decodeWeights(buf, dtype, dir);
   const model = createModel(manifest.config);
   const values = new Map<string, Float32Array>();
   for (const p of manifest.params) {
@@ -97,4 +115,37 @@ export function loadBundle<M extends Model = Model>(dir: string): { model: M; ma
   }
   if (model instanceof VqVae) model.initialised = true;
   return { model: model as M, manifest };
+}
+
+/**
+ * Rewrites a bundle's weights.bin as float16 (round to nearest even), in place and atomically,
+ * after verifying the float32 file's sha256. Refuses weights outside float16's range. Returns the
+ * largest absolute rounding error; a bundle already in float16 is left as it is (null).
+ */
+export function convertBundleToFloat16(dir: string, command: string): { maxAbsError: number; bytesBefore: number; bytesAfter: number } | null {
+  const manifest = readManifest(dir);
+  if ((manifest.weightsDtype ?? 'float32') === 'float16') return null;
+  const wpath = join(dir, manifest.weightsFile);
+  const buf = readFileSync(wpath);
+  if (sha256(buf) !== manifest.weightsSha256) throw new BundleError(`model bundle ${dir}: sha256 mismatch for ${manifest.weightsFile}; refusing to convert a corrupt bundle`);
+  const floats = decodeWeights(buf, 'float32', dir);
+  const half = Float16Array.from(floats);
+  let maxAbsError = 0;
+  for (let i = 0; i < floats.length; i++) {
+    const v = half[i]!;
+    if (!Number.isFinite(v)) throw new BundleError(`model bundle ${dir}: weight ${i} (${floats[i]}) is outside float16's range`);
+    maxAbsError = Math.max(maxAbsError, Math.abs(v - floats[i]!));
+  }
+  const out = Buffer.from(half.buffer, half.byteOffset, half.byteLength);
+  const next: BundleManifest = {
+    ...manifest,
+    weightsSha256: sha256(out),
+    weightsDtype: 'float16',
+    conversion: { command, from: 'float32', float32Sha256: manifest.weightsSha256, maxAbsError, convertedAt: new Date().toISOString() },
+  };
+  writeFileSync(join(dir, 'weights.bin.tmp'), out);
+  writeFileSync(join(dir, 'model.json.tmp'), JSON.stringify(next, null, 2) + '\n');
+  renameSync(join(dir, 'weights.bin.tmp'), wpath);
+  renameSync(join(dir, 'model.json.tmp'), join(dir, 'model.json'));
+  return { maxAbsError, bytesBefore: buf.byteLength, bytesAfter: out.byteLength };
 }

@@ -51,6 +51,12 @@ export const manifestSchema = z.object({
   ),
   weightsFile: z.string().regex(/^[^/\\]+$/, 'a file name inside the bundle folder'),
   weightsSha256: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 hex digest'),
+  /** Storage type of weights.bin; absent = float32. */
+  weightsDtype: z.enum(['float32', 'float16']).optional(),
+  /** How the stored weights were derived from the trained float32 ones. */
+  conversion: z
+    .object({ command: z.string(), from: z.literal('float32'), float32Sha256: z.string(), maxAbsError: num, convertedAt: z.string() })
+    .optional(),
   dataset: z.object({
     name: z.string(),
     trainSize: z.number().int().nonnegative(),

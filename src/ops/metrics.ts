@@ -18,7 +18,7 @@ export class GuardMetrics {
   readonly inFlight: client.Gauge;
   readonly inFlightMax: client.Gauge;
   readonly paused: client.Gauge;
-  readonly backendInfo: client.Gauge<'package' | 'native' | 'gpu' | 'tf_version'>;
+  readonly backendInfo: client.Gauge<'package' | 'native' | 'gpu' | 'tf_version' | 'backend' | 'choice' | 'adapter' | 'not_taken'>;
   readonly modelInfo: client.Gauge<'topic' | 'pipeline' | 'model' | 'version'>;
   readonly ready: client.Gauge;
   readonly consumerCrashes: client.Counter<'restart'>;
@@ -54,7 +54,7 @@ export class GuardMetrics {
     this.inFlight = new client.Gauge({ name: 'vqguard_in_flight_records', help: 'Records fetched but not yet committed', registers: r });
     this.inFlightMax = new client.Gauge({ name: 'vqguard_in_flight_records_max', help: 'The most records in flight at once since start', registers: r });
     this.paused = new client.Gauge({ name: 'vqguard_consumer_paused', help: '1 while fetching is paused for backpressure', registers: r });
-    this.backendInfo = new client.Gauge({ name: 'vqguard_backend_info', help: 'Compute backend in use (value 1)', labelNames: ['package', 'native', 'gpu', 'tf_version'], registers: r });
+    this.backendInfo = new client.Gauge({ name: 'vqguard_backend_info', help: 'Compute backend in use (value 1)', labelNames: ['package', 'native', 'gpu', 'tf_version', 'backend', 'choice', 'adapter', 'not_taken'], registers: r });
     this.modelInfo = new client.Gauge({ name: 'vqguard_model_info', help: 'Model bundles in use (value 1)', labelNames: ['topic', 'pipeline', 'model', 'version'], registers: r });
     this.ready = new client.Gauge({ name: 'vqguard_ready', help: '1 when the guard is ready (broker connected, models warm, partitions assigned)', registers: r });
 

@@ -214,6 +214,8 @@ env:
   {{- if .Values.gpu.enabled }}
   - name: TF_FORCE_GPU_ALLOW_GROWTH
     value: "true"
+  - name: VQGUARD_BACKEND
+    value: {{ .Values.gpu.backend | default "cuda" | quote }}
   {{- end }}
   {{- with .Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
