@@ -175,12 +175,19 @@ export async function createTopics(brokers: string[], topics: string[], partitio
     // createTopics returns once leaders exist; also wait until metadata lists every partition.
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const md = await admin.fetchTopicMetadata({ topics });
-      const ok = md.topics.every(
-        (t) => t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0),
-      );
+      let ok = false;
+      let last = '';
+      try {
+        const md = await admin.fetchTopicMetadata({ topics });
+        ok = md.topics.every((t) => t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0));
+      } catch (e) {
+        // A new topic's metadata can lag createTopics on a loaded machine: the broker then answers
+        // UNKNOWN_TOPIC_OR_PARTITION ("does not host this topic-partition"). Keep waiting until the deadline.
+        if ((e as { type?: string }).type !== 'UNKNOWN_TOPIC_OR_PARTITION') throw e;
+        last = (e as Error).message;
+      }
       if (ok) return;
-      if (Date.now() > deadline) throw new Error(`topics ${topics.join(',')} not ready after 30 s`);
+      if (Date.now() > deadline) throw new Error(`topics ${topics.join(',')} not ready after 30 s${last ? ` (${last})` : ''}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
