@@ -64,6 +64,8 @@ export function pipelineRuntime(models: string, pipeline: string, batch: number)
   const config = parseConfig({
     kafka: { brokers: ['in-memory:9092'] },
     models,
+    // The guard's own bound: a topic's micro-batch may not exceed maxInFlight.
+    maxInFlight: Math.max(2048, 2 * batch),
     topics: [{ input: 'bench.in', output: 'bench.out', deadLetter: 'bench.dlq', pipeline, format: 'avro', maxBatchSize: batch }],
   });
   const regs = new Map<string, ModelRegistry>();
