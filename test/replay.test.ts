@@ -28,13 +28,13 @@ const N = 150;
 const FROM = 20n, TO = 119n; // inclusive: 100 records
 
 /** Same as `vqguard calibrate --pipeline <p>` (defaults), only when the file is missing. */
-function ensureCalibration(reg: ModelRegistry, pipeline: string): void {
+async function ensureCalibration(reg: ModelRegistry, pipeline: string): Promise<void> {
   const file = defaultCalibrationPath(MODELS, [pipeline]);
   if (existsSync(file)) return;
   const data = loadDataset('mnist', { seed: 1234 });
   const set = take(data.validation, Math.min(1000, data.validation.n));
   const det = new Detector(reg.classifier(), [reg.pipeline(pipeline)], { temperature: 10 });
-  const { clean, attacked } = calibrationScores(det, set, 100);
+  const { clean, attacked } = await calibrationScores(det, set, 100);
   const cal = calibrate(clean, attacked, det.scoreKeys(), [0.01, 0.05], {
     pipelines: [pipeline], temperature: 10, tileGrid: det.tileGrid, dataset: `${data.name} validation (${set.n})`,
     modelVersions: reg.versions(pipeline), command: `vqguard calibrate --pipeline '${pipeline}' (test/replay.test.ts)`,
@@ -60,7 +60,7 @@ describe('replay (real broker)', () => {
     admin = kafka.admin();
     await admin.connect();
     reg = new ModelRegistry(MODELS);
-    for (const p of PIPELINES) ensureCalibration(reg, p);
+    for (const p of PIPELINES) await ensureCalibration(reg, p);
   });
   after(async () => {
     await admin?.disconnect();

@@ -119,11 +119,12 @@ export class Guard {
   }
 
   /** Runs each topic's detector once on a zero batch so the first real batch is not slow. */
-  warmUp(): void {
+  async warmUp(): Promise<void> {
+    for (const r of this.registries.values()) await r.prepare(); // external classifiers (TF.js, SavedModel, ONNX) load here
     for (const rt of this.runtimes) {
       const { width: w, height: h } = rt.settings.image;
       const x = tf.zeros([Math.min(8, rt.settings.maxBatchSize), h, w, rt.channels]) as Parameters<typeof rt.detector.raw>[0];
-      rt.detector.raw(x);
+      await rt.detector.rawAsync(x);
       x.dispose();
     }
     this.warmed = true;
@@ -136,7 +137,7 @@ export class Guard {
 
   async start(): Promise<void> {
     this.log.info({ config: redactConfig(this.config), backend: backendInfo.packageName, tf: tfVersion() }, 'starting vqguard');
-    this.warmUp();
+    await this.warmUp();
     const port = this.opts.httpPort ?? this.config.http.port;
     this.ops = await startOpsServer(
       {

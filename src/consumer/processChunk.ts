@@ -128,7 +128,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
     const x = tf.tensor4d(batch, [good.length, h, w, c]);
     lap('tensor');
     try {
-      raw = rt.detector.raw(x);
+      raw = await rt.detector.rawAsync(x);
       lap('model');
     } finally {
       x.dispose();

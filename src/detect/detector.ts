@@ -3,8 +3,9 @@
  * and verdicts. The first pipeline is the primary one: its output is the cleaned image.
  */
 import { tf } from '../backend/tf.ts';
-import type { Tensor4D } from '@tensorflow/tfjs-node';
-import type { Classifier } from './classifier.ts';
+import type { Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
+import { Classifier } from './classifier.ts';
+import { bundleScoring, type ScoringClassifier } from './scoringClassifier.ts';
 import type { Pipeline } from '../purify/pipeline.ts';
 import { argmax, baseScores, softmax, BASE_SCORES } from './scores.ts';
 import { combinedScore } from './combine.ts';
@@ -42,14 +43,17 @@ function finestSplit(pipelines: Pipeline[]): number {
 
 export class Detector {
   readonly tileGrid: number;
+  /** The classifier being guarded (vqguard's own, or an external model behind the same interface). */
+  readonly classifier: ScoringClassifier;
 
   constructor(
-    readonly classifier: Classifier,
+    classifier: Classifier | ScoringClassifier,
     readonly pipelines: Pipeline[],
     readonly options: DetectorOptions,
     readonly calibration?: Calibration,
   ) {
     if (pipelines.length === 0) throw new Error('a detector needs at least one pipeline');
+    this.classifier = classifier instanceof Classifier ? bundleScoring(classifier, 'vqguard-bundle') : classifier;
     this.tileGrid = options.tileGrid ?? finestSplit(pipelines);
   }
 
@@ -62,17 +66,35 @@ export class Detector {
     return this.pipelines.flatMap((p) => BASE_SCORES.map((s) => scoreKey(p.name, s, this.multi)));
   }
 
+  /** Scores of a batch; needs a classifier with synchronous logits (use rawAsync for any). */
   raw(x: Tensor4D): RawScores {
-    const [n, h, w, c] = x.shape;
-    const size = h * w * c;
+    const f = this.classifier.logits;
+    if (!f) throw new Error(`classifier ${this.classifier.source} runs only asynchronously: use rawAsync`);
     const { logitsB, outs } = tf.tidy(() => {
-      const logitsB = this.classifier.logits(x);
+      const logitsB = f(x);
       const outs = this.pipelines.map((p) => {
         const px = p.apply(x);
-        return { px, logits: this.classifier.logits(px) };
+        return { px, logits: f(px) };
       });
       return { logitsB, outs };
     });
+    return this.score(x, logitsB, outs);
+  }
+
+  /** Scores of a batch with any classifier (ONNX runs only asynchronously). */
+  async rawAsync(x: Tensor4D): Promise<RawScores> {
+    if (this.classifier.logits) return this.raw(x);
+    const pxs = this.pipelines.map((p) => tf.tidy(() => p.apply(x)));
+    const logitsB = await this.classifier.logitsAsync(x);
+    const outs: { px: Tensor4D; logits: Tensor2D }[] = [];
+    for (const px of pxs) outs.push({ px, logits: await this.classifier.logitsAsync(px) });
+    return this.score(x, logitsB, outs);
+  }
+
+  /** Turns the classifier's outputs before/after each pipeline into scores (disposes them). */
+  private score(x: Tensor4D, logitsB: Tensor2D, outs: { px: Tensor4D; logits: Tensor2D }[]): RawScores {
+    const [n, h, w, c] = x.shape;
+    const size = h * w * c;
     const xv = x.dataSync() as Float32Array;
     const lb = logitsB.dataSync();
     const k = lb.length / n;

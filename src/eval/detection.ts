@@ -8,7 +8,7 @@ import { tf } from '../backend/tf.ts';
 import type { Tensor1D } from '@tensorflow/tfjs-node';
 import type { ImageSet } from '../data/dataset.ts';
 import type { Detector } from '../detect/detector.ts';
-import { runAttack, type AttackSpec } from '../attacks/attacks.ts';
+import { runAttack, type AttackSpec, type LogitsFn } from '../attacks/attacks.ts';
 import { batchTensor } from '../train/evaluate.ts';
 import { rateAbove, rocAuc, rocCurve } from './roc.ts';
 
@@ -32,14 +32,14 @@ export interface DetectionResult {
   curves: { eps: number; score: string; points: { fpr: number; tpr: number }[]; auc: number }[];
 }
 
-function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<typeof batchTensor>, s: number, e: number) => ReturnType<typeof batchTensor>) | null, batch: number) {
+async function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<typeof batchTensor>, s: number, e: number) => ReturnType<typeof batchTensor>) | null, batch: number) {
   const scores: Record<string, number>[] = [];
   const labelBefore: number[] = [];
   for (let s = 0; s < set.n; s += batch) {
     const e = Math.min(set.n, s + batch);
     const x = batchTensor(set, s, e);
     const xi = transform ? transform(x, s, e) : x;
-    const raw = det.withCombined(det.raw(xi));
+    const raw = det.withCombined(await det.rawAsync(xi));
     scores.push(...raw.scores);
     labelBefore.push(...raw.labelBefore);
     if (xi !== x) xi.dispose();
@@ -48,19 +48,22 @@ function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<typeof
   return { scores, labelBefore };
 }
 
-export function evaluateDetection(det: Detector, set: ImageSet, attack: AttackSpec, epsList: number[], batch = 200): DetectionResult {
+/** `attackLogits`: what the attack differentiates (default the detector's classifier; a surrogate's for transfer attacks). */
+export async function evaluateDetection(det: Detector, set: ImageSet, attack: AttackSpec, epsList: number[], batch = 200, attackLogits?: LogitsFn): Promise<DetectionResult> {
+  const f = attackLogits ?? det.classifier.logits;
+  if (!f || (!attackLogits && !det.classifier.hasGradients)) throw new Error(`classifier ${det.classifier.source} has no gradients: pass a surrogate to attack`);
   const cal = det.calibration;
   if (!cal) throw new Error('detection evaluation needs a calibrated detector');
   const keys = ['combined', ...det.scoreKeys()];
-  const clean = collect(det, set, null, batch);
+  const clean = await collect(det, set, null, batch);
   const t01 = cal.thresholdsByFpr['0.01'] ?? cal.thresholds;
   const t05 = cal.thresholdsByFpr['0.05'] ?? cal.thresholds;
   const rows: DetectionRow[] = [];
   const curves: DetectionResult['curves'] = [];
   for (const eps of epsList) {
-    const adv = collect(det, set, (x, s, e) => {
+    const adv = await collect(det, set, (x, s, e) => {
       const y = tf.tensor1d(set.labels.subarray(s, e), 'int32') as Tensor1D;
-      const out = runAttack(attack, (xi) => det.classifier.logits(xi), x, y, eps);
+      const out = runAttack(attack, f, x, y, eps);
       y.dispose();
       return out;
     }, batch);
