@@ -346,7 +346,7 @@ Command: \`${o.command}\`
 - dataset: ${data.name} (${data.train.height}x${data.train.width}x${data.train.channels}; train ${data.train.n}, validation ${data.validation.n}, test ${data.test.n})
 - classifier: \`${o.classifier}\`
 - pipeline: \`${o.pipeline}\`
-- attacks: **${r.threat}**${r.threat.startsWith('transfer') ? ' (the classifier has no gradients: adversarial images are made against the surrogate and sent to the classifier; this is weaker than a white-box attack)' : ''}
+- attacks: **${r.threat}**${r.threat.startsWith('transfer') ? ' (the classifier has no gradients: adversarial images are made against the surrogate and sent to the classifier; an attacker with the classifier's own gradients is stronger)' : ''}
 - budget: ${o.budgetMinutes} min; fit time ${r.seconds.toFixed(0)} s
 
 ## Test split (${r.rows[0]?.samples ?? 0} images, never used by calibration)
@@ -372,7 +372,7 @@ ${notes}
     const rs = r.rows.filter((x) => x.attack === attack);
     const pts = (f: (x: EvalRow) => number, clean: number) => [{ x: 0, y: clean }, ...rs.map((x) => ({ x: x.eps, y: f(x) }))];
     const chart = await lineChart({
-      title: `${attack} (${r.threat.startsWith('transfer') ? 'transfer from surrogate' : 'white-box'})`,
+      title: `${attack} (${r.threat.startsWith('transfer') ? 'transfer from a surrogate' : 'white-box'})`,
       xTitle: 'epsilon', yTitle: 'rate', yDomain: [0, 1],
       series: [
         { name: 'accuracy undefended', points: pts((x) => x.undefended, r.cleanAccuracy) },

@@ -41,14 +41,14 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
   const t0 = Date.now();
   let best = { acc: -1, epoch: 0, weights: model.params.snapshot() };
   let epochsRun = 0;
-  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped && !(opts.deadline !== undefined && Date.now() > opts.deadline); epoch++) {
+  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped && !(opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline); epoch++) {
     const lr = opts.lrSchedule === 'cosine' ? cosineLr(opts.learningRate, epoch, opts.epochs) : opts.learningRate;
     setLearningRate(optimizer, lr);
     const steps = Math.ceil(train.n / opts.batchSize);
     const bar = epochBar(`classifier epoch ${epoch}/${opts.epochs}`, steps);
     let lossSum = 0, step = 0;
     for (const idx of batches(train, opts.batchSize, rng)) {
-      if (stop.stopped || (opts.deadline !== undefined && Date.now() > opts.deadline)) break;
+      if (stop.stopped || (opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline)) break; // the first epoch always completes
       const b = subset(train, idx);
       const images = opts.maxShift > 0 ? randomShift(b, opts.maxShift, rng) : b.images;
       const dropSeed = Math.floor(rng() * 1e9);

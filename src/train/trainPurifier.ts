@@ -89,13 +89,13 @@ export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): 
   const t0 = Date.now();
   const history: EpochStats[] = [];
   let best = { mse: Infinity, epoch: 0, weights: model.params.snapshot() };
-  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped && !(opts.deadline !== undefined && Date.now() > opts.deadline); epoch++) {
+  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped && !(opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline); epoch++) {
     const steps = Math.ceil(train.n / opts.batchSize);
     const bar = epochBar(`purifier split${opts.split} K=${config.codebookSize} epoch ${epoch}/${opts.epochs}`, steps);
     let lossSum = 0, mseSum = 0, pplSum = 0, restarts = 0, step = 0;
     const used = new Uint8Array(config.codebookSize);
     for (const idx of batches(train, opts.batchSize, rng)) {
-      if (stop.stopped || (opts.deadline !== undefined && Date.now() > opts.deadline)) break;
+      if (stop.stopped || (opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline)) break; // the first epoch always completes
       const b = subset(train, idx);
       const seed = Math.floor(rng() * 1e9);
       const { input, target } = makeBatch(b, opts, rng, seed);
