@@ -260,7 +260,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     });
     const ev = state.notes.evaluation as Omit<FitResult, 'out' | 'threat' | 'seconds'>;
     await stage('guard.yaml', () => writeGuardYaml(out, o, { height, width, channels }));
-    const seconds = Object.values(state.seconds).reduce((a, b) => a + b, 0) + (Date.now() - t0) / 1000 - (state.seconds.report ?? 0);
+    const seconds = Object.values(state.seconds).reduce((a, b) => a + b, 0); // all stages, over resumed sessions too
     result = { out, threat: attackModel.describe, ...ev, seconds };
     await stage('report', async () => writeReport(out, o, state, result!, data));
     return result;
@@ -326,6 +326,7 @@ topics:
       width: ${shape.width}
       height: ${shape.height}
       resize: reject                 # an image of another size is dead-lettered (size_mismatch); fill | contain | cover resize it
+      colourMismatch: reject         # a grey image on this ${shape.channels === 3 ? 'colour' : 'grey'} topic (or the reverse) is dead-lettered (colour_mismatch); convert converts it
 `;
   writeFileSync(join(out, 'guard.yaml'), text);
 }
@@ -346,7 +347,7 @@ Command: \`${o.command}\`
 - dataset: ${data.name} (${data.train.height}x${data.train.width}x${data.train.channels}; train ${data.train.n}, validation ${data.validation.n}, test ${data.test.n})
 - classifier: \`${o.classifier}\`
 - pipeline: \`${o.pipeline}\`
-- attacks: **${r.threat}**${r.threat.startsWith('transfer') ? ' (the classifier has no gradients: adversarial images are made against the surrogate and sent to the classifier; an attacker with the classifier's own gradients is stronger)' : ''}
+- attacks: **${r.threat}**${r.threat.startsWith('transfer') ? ' (the classifier has no gradients: adversarial images are made against the surrogate and sent to the classifier; an attacker with its own gradients is stronger)' : ''}
 - budget: ${o.budgetMinutes} min; fit time ${r.seconds.toFixed(0)} s
 
 ## Test split (${r.rows[0]?.samples ?? 0} images, never used by calibration)

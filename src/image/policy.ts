@@ -19,9 +19,9 @@ export interface ImagePolicy {
   /** Target size; when both are set, images of another size are handled per `resize`. */
   width?: number;
   height?: number;
-  /** reject (the default: a careful user's choice): size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
+  /** reject (what `vqguard fit` writes into guard.yaml): size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
   resize: ResizeMode;
-  /** reject (default): a colour image on a grey topic (or grey on rgb) is dead-lettered (colour_mismatch); convert: converted. */
+  /** reject (what `vqguard fit` writes): a colour image on a grey topic (or grey on rgb) is dead-lettered (colour_mismatch); convert: converted. */
   colourMismatch: 'convert' | 'reject';
   /** flatten: composite onto black; reject: alpha_not_allowed. */
   alpha: 'flatten' | 'reject';
@@ -38,8 +38,8 @@ export const DEFAULT_IMAGE_POLICY: Readonly<ImagePolicy> = Object.freeze({
   maxPixels: 4_194_304,
   formats: Object.freeze(['png', 'jpeg', 'webp', 'gif', 'tiff'] as ImageFormat[]),
   colour: 'grey',
-  resize: 'reject',
-  colourMismatch: 'reject',
+  resize: 'fill',
+  colourMismatch: 'convert',
   alpha: 'flatten',
   animated: 'first-frame',
   highBitDepth: 'convert',
