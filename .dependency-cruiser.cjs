@@ -17,7 +17,7 @@
  *   tools/                       dev tools (the local broker): only lab code may load them, lazily
  */
 const PRODUCT = '^src/(consumer|ops|config|models|detect|purify|nn|image|records|backend|kafka)/|^src/baselines/generator[.]ts$';
-const LAB = '^src/(train|eval|bench|demo|sample|replay|report|attacks|data|cli)/|^src/baselines/trainGenerator[.]ts$';
+const LAB = '^src/(train|eval|bench|demo|sample|replay|report|attacks|data|fit|cli)/|^src/baselines/trainGenerator[.]ts$';
 const HEAVY = '^src/backend/|node_modules/(sharp|@img|@tensorflow)/';
 
 /** Upper layers a layer must not import (listed bottom-up). */

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadDataset } from '../data/load.ts';
+import { loadDatasetAsync } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { Detector } from '../detect/detector.ts';
@@ -31,12 +31,15 @@ export function registerDetect(program: Command): void {
     .action(async (o: Record<string, string | string[]>) => {
       const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
       const models = String(o.models);
-      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+      const data = await loadDatasetAsync(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.validation, Math.min(Number(o.samples), data.validation.n));
       const reg = new ModelRegistry(models);
+      await reg.prepare();
       checkModelsFitDataset(reg, data);
-      const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
-      const { clean, attacked } = await calibrationScores(det, set, 100);
+      const det = new Detector(reg.scoring(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
+      const attackModel = reg.attackModel();
+      process.stderr.write(`calibration attacks: ${attackModel.describe}\n`);
+      const { clean, attacked } = await calibrationScores(det, set, 100, attackModel.logits);
       const fpr = Number(o.fpr);
       const fprs = [...new Set([fpr, 0.01, 0.05])];
       const versions: Record<string, string> = {};
@@ -70,13 +73,15 @@ export function registerDetect(program: Command): void {
       const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
       const models = String(o.models);
       const cal = loadCalibration(String(o.calibration ?? defaultCalibrationPath(models, pipelines)));
-      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+      const data = await loadDatasetAsync(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.test, Math.min(Number(o.samples), data.test.n));
       const reg = new ModelRegistry(models);
+      await reg.prepare();
       checkModelsFitDataset(reg, data);
-      const det = new Detector(reg.classifier(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
-      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)));
-      const result = { dataset: data.name, samples: set.n, pipelines, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };
+      const det = new Detector(reg.scoring(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
+      const attackModel = reg.attackModel();
+      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)), 200, attackModel.logits);
+      const result = { dataset: data.name, samples: set.n, pipelines, threat: attackModel.describe, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };
       if (o.report) {
         const dir = String(o.report);
         mkdirSync(dir, { recursive: true });

@@ -31,6 +31,7 @@ const COMMANDS: { name: string; description: string; load: () => Promise<Registe
   { name: 'run', description: 'run the streaming guard (Kafka in, purification and detection, cleaned images out)', load: async () => (await import('./run.ts')).registerRun },
   { name: 'config', description: 'check a guard configuration without starting anything (`config check <file>`)', load: async () => (await import('./config.ts')).registerConfig },
   { name: 'doctor', description: 'report the compute backend, libtensorflow, versions and broker reachability', load: async () => (await import('./doctor.ts')).registerDoctor },
+  { name: 'fit', description: 'guard your own classifier on your own images: purifiers, calibration, evaluation, a model set, guard.yaml and a report', load: async () => (await import('./fit.ts')).registerFit },
   { name: 'train', description: 'train the classifier or a purifier and write a model bundle', load: async () => (await import('./train.ts')).registerTrain },
   { name: 'eval', description: 'classifier accuracy under attack, undefended and after each pipeline', load: async () => (await import('./eval.ts')).registerEval },
   { name: 'bench [suite]', description: 'benchmarks: `bench` (ceiling, model, stream, baselines), `bench backend` (native vs pure-JS), `bench png` (sharp vs PNG fast path), `bench footprint` (idle RSS and start-to-ready of `vqguard run`), `bench model` (images/s on the chosen backend), `bench pipeline` (in-memory stream vs model-only, no broker)', load: async () => (await import('./bench.ts')).registerBench },

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { datasetOption, modelsOption } from './options.ts';
 import { Kafka, logLevel, CompressionTypes } from 'kafkajs';
-import { loadDataset } from '../data/load.ts';
+import { loadDatasetAsync } from '../data/load.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import type { AttackName } from '../attacks/attacks.ts';
@@ -22,10 +22,13 @@ export function registerSample(program: Command): void {
     .addOption(datasetOption())
     .addOption(modelsOption())
     .action(async (o: Record<string, string>) => {
-      const data = loadDataset(o.dataset!);
+      const data = await loadDatasetAsync(o.dataset!);
       const reg = new ModelRegistry(o.models!);
+      await reg.prepare();
       checkModelsFitDataset(reg, data);
-      const records = await buildSamples(data.test, reg.classifier(), {
+      const attackModel = reg.attackModel();
+      if (attackModel.kind === 'transfer') process.stderr.write(`produce-sample: ${attackModel.describe}\n`);
+      const records = await buildSamples(data.test, attackModel.logits, {
         count: Number(o.count), adversarialRatio: Number(o.adversarialRatio), attack: o.attack as AttackName, eps: Number(o.eps), seed: Number(o.seed),
       });
       const kafka = new Kafka({ clientId: 'vqguard-produce-sample', brokers: requiredBrokers(o.brokers), logLevel: logLevel.WARN });

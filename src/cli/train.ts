@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { addTrainingOptions, commandLine } from './options.ts';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { loadDataset } from '../data/load.ts';
 import { limitTrain } from '../data/dataset.ts';
 import { saveBundle, loadBundle } from '../models/bundle.ts';
@@ -13,6 +14,13 @@ import { canonicalDataset, purifierDirName } from '../models/registry.ts';
 import { trainGenerator } from '../baselines/trainGenerator.ts';
 
 const log = (line: string) => process.stderr.write(line + '\n');
+
+/** A bundle folder that already holds a model is never written over without --force (models/ ships trained ones). */
+function checkOut(out: string, force: unknown): void {
+  if (existsSync(join(out, 'model.json')) && !force) {
+    throw new Error(`${out} already holds a model bundle: pass --force to replace it, or --out <another folder>`);
+  }
+}
 
 function datasetMeta(data: ReturnType<typeof loadDataset>, seed: number) {
   return { name: data.name, trainSize: data.train.n, validationSize: data.validation.n, testSize: data.test.n, seed };
@@ -26,7 +34,9 @@ export function registerTrain(program: Command): void {
     .option('--lr-schedule <s>', 'cosine (decay to 0 over the epochs) or constant', 'cosine')
     .option('--max-train <n>', 'use only the first n training images')
     .option('--out <dir>', 'bundle folder', 'models/mnist/classifier')
+    .option('--force', 'replace an existing bundle in --out')
     .action((o: Record<string, string>) => {
+      checkOut(o.out!, o.force);
       const seed = Number(o.seed);
       if (o.lrSchedule !== 'cosine' && o.lrSchedule !== 'constant') throw new Error(`--lr-schedule must be cosine or constant, got '${o.lrSchedule}'`);
       const data = limitTrain(loadDataset(o.dataset!, { seed: Number(o.dataSeed) }), o.maxTrain ? Number(o.maxTrain) : undefined);
@@ -52,10 +62,12 @@ export function registerTrain(program: Command): void {
     .option('--adv-pgd-steps <n>', 'PGD steps for adversarial batches', '10')
     .option('--max-train <n>', 'use only the first n training images')
     .option('--out <dir>', 'bundle folder (default models/mnist/purifier-split<k>[-adv])')
+    .option('--force', 'replace an existing bundle in --out')
     .action((o: Record<string, string | boolean | undefined>) => {
       const seed = Number(o.seed);
       const split = Number(o.split);
       const adv = Boolean(o.adversarialTraining);
+      checkOut(String(o.out ?? join('models', 'mnist', purifierDirName(split, adv ? 'adv' : 'clean'))), o.force);
       const data = limitTrain(loadDataset(String(o.dataset), { seed: Number(o.dataSeed) }), o.maxTrain ? Number(o.maxTrain) : undefined);
       const clfBundle = adv ? loadBundle<Classifier>(String(o.classifier)) : undefined;
       if (clfBundle && canonicalDataset(clfBundle.manifest.dataset.name) !== canonicalDataset(data.name)) {
@@ -86,7 +98,9 @@ export function registerTrain(program: Command): void {
   addTrainingOptions(train.command('generator').description('the Defense-GAN-style baseline generator (a VAE decoder)'), { epochs: '10' })
     .option('--latent <n>', 'latent dimension', '32')
     .option('--out <dir>', 'bundle folder', 'models/mnist/generator')
+    .option('--force', 'replace an existing bundle in --out')
     .action((o: Record<string, string>) => {
+      checkOut(o.out!, o.force);
       const data = loadDataset(o.dataset!, { seed: Number(o.dataSeed) });
       const r = trainGenerator(data, { seed: Number(o.seed), epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr), latent: Number(o.latent), log });
       saveBundle(o.out!, r.model, {

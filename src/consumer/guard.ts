@@ -149,6 +149,7 @@ export class Guard {
 
   /** Runs each topic's detector once on a zero batch so the first real batch is not slow. */
   async warmUp(): Promise<void> {
+    for (const r of this.registries.values()) await r.prepare(); // external classifiers (TF.js, SavedModel, ONNX) load here
     for (const rt of this.runtimes) {
       const { width: w, height: h } = rt.settings.image;
       const x = tf.zeros([Math.min(8, rt.settings.maxBatchSize), h, w, rt.channels]) as Parameters<typeof rt.detector.raw>[0];

@@ -30,10 +30,10 @@ export function buildTopicRuntime(s: TopicSettings, registries: (dir: string) =>
     throw new Error(`calibration ${calPath} is for pipelines ${cal.pipelines.join(', ')}, but the topic runs ${s.pipelines.join(', ')}`);
   }
   const calibration: Calibration = s.thresholds ? { ...cal, thresholds: { ...cal.thresholds, ...s.thresholds } } : cal;
-  const detector = new Detector(reg.classifier(), s.pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, calibration);
+  const detector = new Detector(reg.scoring(), s.pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, calibration);
   const versions: Record<string, string> = {};
   for (const p of s.pipelines) Object.assign(versions, reg.versions(p));
-  const clf = reg.classifier().config;
+  const clf = reg.inputShape();
   const channels = s.image.colour === 'rgb' ? 3 : 1;
   if (clf.height !== s.image.height || clf.width !== s.image.width || clf.channels !== channels) {
     throw new Error(

@@ -16,10 +16,21 @@ export interface ClassifierConfig {
   conv1: number;
   conv2: number;
   hidden: number;
+  /**
+   * What sits between the convolutions and the dense layers. flatten (the 28x28 layout, and
+   * the meaning of a missing key in older bundles): maxpool 2 then flatten, whose dense layer
+   * grows with the image (99M weights at 224x224); global: maxpool 2 then a global average
+   * pool, so the dense layer has conv2 x hidden weights at any size.
+   */
+  pool?: 'flatten' | 'global';
 }
 
+/** Images larger than this many pixels get global pooling by default. */
+const FLATTEN_MAX_PIXELS = 32 * 32;
+
 export function defaultClassifierConfig(over: Partial<ClassifierConfig> & Pick<ClassifierConfig, 'height' | 'width' | 'channels' | 'classes'>): ClassifierConfig {
-  return { kind: 'classifier', conv1: 32, conv2: 64, hidden: 128, ...over };
+  const pool = over.height * over.width > FLATTEN_MAX_PIXELS ? 'global' : 'flatten';
+  return { kind: 'classifier', conv1: 32, conv2: 64, hidden: 128, ...(pool === 'global' ? { pool } : {}), ...over };
 }
 
 export class Classifier {
@@ -36,6 +47,7 @@ export class Classifier {
 
   private flatSize(): number {
     const { height: h, width: w, conv2 } = this.config;
+    if (this.config.pool === 'global') return conv2;
     return Math.floor((h - 4) / 2) * Math.floor((w - 4) / 2) * conv2;
   }
 
@@ -45,7 +57,7 @@ export class Classifier {
     let h = tf.relu(conv(p, 'conv1', x, 1, 'valid'));
     h = tf.relu(conv(p, 'conv2', h, 1, 'valid'));
     h = tf.maxPool(h, 2, 2, 'valid');
-    let f = tf.reshape(h, [x.shape[0], -1]) as Tensor2D;
+    let f = (this.config.pool === 'global' ? tf.mean(h, [1, 2]) : tf.reshape(h, [x.shape[0], -1])) as Tensor2D;
     f = tf.relu(dense(p, 'fc1', f));
     if (dropout > 0) f = tf.dropout(f, dropout, undefined, seed) as Tensor2D;
     return dense(p, 'fc2', f);

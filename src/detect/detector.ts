@@ -5,7 +5,8 @@
 import { tf, asyncReadOnly } from '../backend/tf.ts';
 import type { Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
 import { measureBatchLimit, runChunked, type BatchLimit } from '../backend/webgpu/batch.ts';
-import type { Classifier } from './classifier.ts';
+import { Classifier } from './classifier.ts';
+import { bundleScoring, type ScoringClassifier } from './scoringClassifier.ts';
 import type { Pipeline } from '../purify/pipeline.ts';
 import { argmax, baseScores, softmax, BASE_SCORES } from './scores.ts';
 import { combinedScore } from './combine.ts';
@@ -43,14 +44,17 @@ function finestSplit(pipelines: Pipeline[]): number {
 
 export class Detector {
   readonly tileGrid: number;
+  /** The classifier being guarded (vqguard's own, or an external model behind the same interface). */
+  readonly classifier: ScoringClassifier;
 
   constructor(
-    readonly classifier: Classifier,
+    classifier: Classifier | ScoringClassifier,
     readonly pipelines: Pipeline[],
     readonly options: DetectorOptions,
     readonly calibration?: Calibration,
   ) {
     if (pipelines.length === 0) throw new Error('a detector needs at least one pipeline');
+    this.classifier = classifier instanceof Classifier ? bundleScoring(classifier, 'vqguard-bundle') : classifier;
     this.tileGrid = options.tileGrid ?? finestSplit(pipelines);
   }
 
@@ -63,13 +67,21 @@ export class Detector {
     return this.pipelines.flatMap((p) => BASE_SCORES.map((s) => scoreKey(p.name, s, this.multi)));
   }
 
+  /** The classifier's synchronous logits; async-only formats (ONNX) go through rawAsync. */
+  private syncLogits(): (x: Tensor4D) => Tensor2D {
+    const f = this.classifier.logits;
+    if (!f) throw new Error(`classifier ${this.classifier.source} runs only asynchronously: use rawAsync`);
+    return f;
+  }
+
   /** Classifier before, each pipeline and the classifier after it: tensors the caller disposes. */
   private forwardTensors(x: Tensor4D): { logitsB: Tensor2D; outs: { px: Tensor4D; logits: Tensor2D }[] } {
+    const f = this.syncLogits();
     return tf.tidy(() => {
-      const logitsB = this.classifier.logits(x);
+      const logitsB = f(x);
       const outs = this.pipelines.map((p) => {
         const px = p.apply(x);
-        return { px, logits: this.classifier.logits(px) };
+        return { px, logits: f(px) };
       });
       return { logitsB, outs };
     });
@@ -109,6 +121,7 @@ export class Detector {
    * device's limits (batchLimit). Use this on every path that may run on WebGPU.
    */
   async rawAsync(x: Tensor4D): Promise<RawScores> {
+    if (!this.classifier.logits) return this.rawAsyncOnly(x);
     if (!asyncReadOnly()) return this.raw(x);
     const [n, h, w, c] = x.shape;
     const limit = await this.batchLimit(h, w, c);
@@ -125,6 +138,23 @@ export class Detector {
     const lb = concat(parts.map((p) => p.lb));
     const outData = this.pipelines.map((_, j) => ({ px: concat(parts.map((p) => p.outs[j]!.px)), la: concat(parts.map((p) => p.outs[j]!.la)) }));
     return this.scoresFrom(x.shape, xv, lb, outData, n);
+  }
+
+  /** A classifier that runs only asynchronously (ONNX): pipelines on the backend, the classifier through its own runtime. */
+  private async rawAsyncOnly(x: Tensor4D): Promise<RawScores> {
+    const pxs = this.pipelines.map((p) => tf.tidy(() => p.apply(x)));
+    const tensors: Tensor2D[] = [];
+    try {
+      const logitsB = await this.classifier.logitsAsync(x);
+      tensors.push(logitsB);
+      for (const px of pxs) tensors.push(await this.classifier.logitsAsync(px));
+      const [xv, lb, ...rest] = (await Promise.all([x.data(), ...tensors.map((t) => t.data()), ...pxs.map((t) => t.data())])) as Float32Array[];
+      const las = rest.slice(0, pxs.length);
+      const pxd = rest.slice(pxs.length);
+      return this.scoresFrom(x.shape, xv!, lb!, pxs.map((_, j) => ({ px: pxd[j]!, la: las[j]! })), x.shape[0]);
+    } finally {
+      tf.dispose([...pxs, ...tensors]);
+    }
   }
 
   private scoresFrom(shape: readonly number[], xv: Float32Array, lb: Float32Array, outData: { px: Float32Array; la: Float32Array }[], n: number): RawScores {

@@ -8,7 +8,7 @@ import { tf } from '../backend/tf.ts';
 import type { Tensor1D } from '@tensorflow/tfjs-node';
 import type { ImageSet } from '../data/dataset.ts';
 import type { Detector } from '../detect/detector.ts';
-import { runAttack, type AttackSpec } from '../attacks/attacks.ts';
+import { runAttack, type AttackSpec, type LogitsFn } from '../attacks/attacks.ts';
 import { batchTensor } from '../train/evaluate.ts';
 import { rateAbove, rocAuc, rocCurve } from './roc.ts';
 
@@ -48,7 +48,10 @@ async function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<
   return { scores, labelBefore };
 }
 
-export async function evaluateDetection(det: Detector, set: ImageSet, attack: AttackSpec, epsList: number[], batch = 200): Promise<DetectionResult> {
+/** `attackLogits`: what the attack differentiates (default the detector's classifier; a surrogate's for transfer attacks). */
+export async function evaluateDetection(det: Detector, set: ImageSet, attack: AttackSpec, epsList: number[], batch = 200, attackLogits?: LogitsFn): Promise<DetectionResult> {
+  const f = attackLogits ?? det.classifier.logits;
+  if (!f || (!attackLogits && !det.classifier.hasGradients)) throw new Error(`classifier ${det.classifier.source} has no gradients: pass a surrogate to attack`);
   const cal = det.calibration;
   if (!cal) throw new Error('detection evaluation needs a calibrated detector');
   const keys = ['combined', ...det.scoreKeys()];
@@ -60,7 +63,7 @@ export async function evaluateDetection(det: Detector, set: ImageSet, attack: At
   for (const eps of epsList) {
     const adv = await collect(det, set, (x, s, e) => {
       const y = tf.tensor1d(set.labels.subarray(s, e), 'int32') as Tensor1D;
-      const out = runAttack(attack, (xi) => det.classifier.logits(xi), x, y, eps);
+      const out = runAttack(attack, f, x, y, eps);
       y.dispose();
       return out;
     }, batch);

@@ -49,6 +49,7 @@ export type DecodeImageReason = Extract<
   | 'animated_image'
   | 'high_bit_depth'
   | 'cmyk_not_allowed'
+  | 'colour_mismatch'
   | 'nan_input'
 >;
 
@@ -115,9 +116,13 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   const tw = policy.width;
   const th = policy.height;
   const resize = tw !== undefined && th !== undefined && (tw !== srcW || th !== srcH);
-  if (resize && policy.resize === 'reject') return fail('size_mismatch', `image is ${srcW}x${srcH}, expected ${tw}x${th}`);
+  if (resize && policy.resize === 'reject') return fail('size_mismatch', `image is ${srcW}x${srcH}, the model takes ${tw}x${th} (image.resize: reject; fill, contain or cover resize it)`);
 
   const want = policy.colour === 'grey' ? 1 : 3;
+  const srcColour = meta.space !== 'b-w' && meta.space !== 'grey16' && (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) >= 3;
+  if (policy.colourMismatch === 'reject' && srcColour !== (want === 3)) {
+    return fail('colour_mismatch', `image is ${srcColour ? 'colour' : 'grey'} (${srcW}x${srcH}), the model takes ${policy.colour} ${tw ?? srcW}x${th ?? srcH}`);
+  }
   let data: Buffer;
   let info: sharp.OutputInfo;
   try {

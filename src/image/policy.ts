@@ -19,8 +19,10 @@ export interface ImagePolicy {
   /** Target size; when both are set, images of another size are handled per `resize`. */
   width?: number;
   height?: number;
-  /** reject: size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
+  /** reject (what `vqguard fit` writes into guard.yaml): size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
   resize: ResizeMode;
+  /** reject (what `vqguard fit` writes): a colour image on a grey topic (or grey on rgb) is dead-lettered (colour_mismatch); convert: converted. */
+  colourMismatch: 'convert' | 'reject';
   /** flatten: composite onto black; reject: alpha_not_allowed. */
   alpha: 'flatten' | 'reject';
   /** first-frame: use frame/page 0; reject: animated_image. */
@@ -37,6 +39,7 @@ export const DEFAULT_IMAGE_POLICY: Readonly<ImagePolicy> = Object.freeze({
   formats: Object.freeze(['png', 'jpeg', 'webp', 'gif', 'tiff'] as ImageFormat[]),
   colour: 'grey',
   resize: 'fill',
+  colourMismatch: 'convert',
   alpha: 'flatten',
   animated: 'first-frame',
   highBitDepth: 'convert',

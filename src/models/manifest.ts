@@ -18,6 +18,7 @@ const num = z.number().finite();
 
 const classifierConfig: z.ZodType<ClassifierConfig> = z.object({
   kind: z.literal('classifier'), height: dim, width: dim, channels: dim, classes: dim, conv1: dim, conv2: dim, hidden: dim,
+  pool: z.enum(['flatten', 'global']).optional(),
 });
 const vqvaeConfig: z.ZodType<VqVaeConfig> = z.object({
   kind: z.literal('vqvae'), split: dim, height: dim, width: dim, channels: dim, filters: dim, embeddingDim: dim, codebookSize: dim,

@@ -20,6 +20,7 @@ export const REASON_CODES = [
   'animated_image', //     more than one frame/page and policy.animated is 'reject'
   'high_bit_depth', //     more than 8 bits per sample and policy.highBitDepth is 'reject'
   'cmyk_not_allowed', //   CMYK and policy.cmyk is 'reject'
+  'colour_mismatch', //   colour image on a grey topic or grey image on a colour topic, and policy.colourMismatch is 'reject'
   'nan_input', //          NaN or infinite value in the decoded pixels or the detection scores
   // guard (src/consumer)
   'quarantined', //        flagged on a topic whose action is 'quarantine' (the alert is sent too)

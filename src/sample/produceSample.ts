@@ -8,6 +8,7 @@ import type { Tensor1D } from '@tensorflow/tfjs-node';
 import type { ImageSet } from '../data/dataset.ts';
 import { mulberry32 } from '../data/dataset.ts';
 import type { Classifier } from '../detect/classifier.ts';
+import type { LogitsFn } from '../attacks/attacks.ts';
 import { runAttack, type AttackName } from '../attacks/attacks.ts';
 import { batchTensor } from '../train/evaluate.ts';
 import { encodeImage } from '../image/decode.ts';
@@ -31,7 +32,9 @@ export interface SampleRecord {
 }
 
 /** Builds `count` records cycling through the set; which ones are attacked is seeded. */
-export async function buildSamples(set: ImageSet, clf: Classifier, o: SampleOptions): Promise<SampleRecord[]> {
+/** `clf`: what the attack differentiates (vqguard's classifier, or a logits function such as a surrogate's). */
+export async function buildSamples(set: ImageSet, clf: Classifier | LogitsFn, o: SampleOptions): Promise<SampleRecord[]> {
+  const f: LogitsFn = typeof clf === 'function' ? clf : (xi) => clf.logits(xi);
   const rng = mulberry32(o.seed);
   const out: SampleRecord[] = [];
   const size = set.height * set.width * set.channels;
@@ -47,7 +50,7 @@ export async function buildSamples(set: ImageSet, clf: Classifier, o: SampleOpti
     const sub: ImageSet = { ...set, images: pix, labels, n };
     const x = batchTensor(sub, 0, n);
     const y = tf.tensor1d(labels, 'int32') as Tensor1D;
-    const adv = runAttack({ name: o.attack, steps: o.steps ?? 40, seed: o.seed + start }, (xi) => clf.logits(xi), x, y, o.eps);
+    const adv = runAttack({ name: o.attack, steps: o.steps ?? 40, seed: o.seed + start }, f, x, y, o.eps);
     const advData = adv.dataSync() as Float32Array;
     tf.dispose([x, y, adv]);
     for (let i = 0; i < n; i++) {

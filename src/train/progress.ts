@@ -9,7 +9,7 @@ export interface EpochBar {
 export function epochBar(label: string, total: number, enabled = process.stderr.isTTY === true): EpochBar {
   if (!enabled) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {value}/{total} {metrics}`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    { format: `${label} [{bar}] {value}/{total} ETA {eta_formatted} {metrics}`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
     cliProgress.Presets.shades_classic,
   );
   bar.start(total, 0, { metrics: '' });

@@ -15,6 +15,8 @@ export interface ClassifierTrainOptions {
   maxShift: number;
   dropout: number;
   /** cosine: the learning rate follows a half cosine from `learningRate` to 0 over the epochs. */
+  /** Stop training at this time (ms since the epoch; `fit --budget`); the best epoch so far is kept. */
+  deadline?: number;
   lrSchedule?: 'cosine' | 'constant';
   log?: (line: string) => void;
 }
@@ -23,6 +25,8 @@ export interface ClassifierTrainResult {
   model: Classifier;
   metrics: { validationAccuracy: number; testAccuracy: number; bestEpoch: number; epochsRun: number };
   seconds: number;
+  /** Stopped by Ctrl-C (not by the deadline or the epoch count). */
+  interrupted: boolean;
 }
 
 export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOptions): ClassifierTrainResult {
@@ -37,14 +41,14 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
   const t0 = Date.now();
   let best = { acc: -1, epoch: 0, weights: model.params.snapshot() };
   let epochsRun = 0;
-  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped; epoch++) {
+  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped && !(opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline); epoch++) {
     const lr = opts.lrSchedule === 'cosine' ? cosineLr(opts.learningRate, epoch, opts.epochs) : opts.learningRate;
     setLearningRate(optimizer, lr);
     const steps = Math.ceil(train.n / opts.batchSize);
     const bar = epochBar(`classifier epoch ${epoch}/${opts.epochs}`, steps);
     let lossSum = 0, step = 0;
     for (const idx of batches(train, opts.batchSize, rng)) {
-      if (stop.stopped) break;
+      if (stop.stopped || (opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline)) break; // the first epoch always completes
       const b = subset(train, idx);
       const images = opts.maxShift > 0 ? randomShift(b, opts.maxShift, rng) : b.images;
       const dropSeed = Math.floor(rng() * 1e9);
@@ -68,6 +72,7 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
     opts.log?.(`classifier epoch ${epoch}: loss=${(lossSum / Math.max(1, step)).toFixed(4)} valAcc=${valAcc.toFixed(4)} lr=${lr.toExponential(2)}`);
     if (valAcc > best.acc) best = { acc: valAcc, epoch, weights: model.params.snapshot() };
   }
+  const interrupted = stop.stopped;
   stop.dispose();
   model.params.restore(best.weights);
   optimizer.dispose();
@@ -76,6 +81,7 @@ export function trainClassifier(data: DatasetSplits, opts: ClassifierTrainOption
     model,
     metrics: { validationAccuracy: best.acc, testAccuracy, bestEpoch: best.epoch, epochsRun },
     seconds: (Date.now() - t0) / 1000,
+    interrupted,
   };
 }
 

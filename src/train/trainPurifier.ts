@@ -31,6 +31,8 @@ export interface PurifierTrainOptions {
   split: number;
   codebookSize?: number;
   adversarial?: AdversarialTrainingOptions;
+  /** Stop training at this time (ms since the epoch; `fit --budget`); the best epoch so far is kept. */
+  deadline?: number;
   /** Limit training images (for quick runs and tests). */
   log?: (line: string) => void;
 }
@@ -51,6 +53,8 @@ export interface PurifierTrainResult {
   history: EpochStats[];
   metrics: { validationMse: number; testMse: number; bestEpoch: number; perplexity: number; codesUsed: number; deadCodes: number };
   seconds: number;
+  /** Stopped by Ctrl-C. */
+  interrupted: boolean;
 }
 
 /** Mean squared reconstruction error over a set (whole images through split/purify/stitch). */
@@ -85,13 +89,13 @@ export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): 
   const t0 = Date.now();
   const history: EpochStats[] = [];
   let best = { mse: Infinity, epoch: 0, weights: model.params.snapshot() };
-  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped; epoch++) {
+  for (let epoch = 1; epoch <= opts.epochs && !stop.stopped && !(opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline); epoch++) {
     const steps = Math.ceil(train.n / opts.batchSize);
     const bar = epochBar(`purifier split${opts.split} K=${config.codebookSize} epoch ${epoch}/${opts.epochs}`, steps);
     let lossSum = 0, mseSum = 0, pplSum = 0, restarts = 0, step = 0;
     const used = new Uint8Array(config.codebookSize);
     for (const idx of batches(train, opts.batchSize, rng)) {
-      if (stop.stopped) break;
+      if (stop.stopped || (opts.deadline !== undefined && epoch > 1 && Date.now() > opts.deadline)) break; // the first epoch always completes
       const b = subset(train, idx);
       const seed = Math.floor(rng() * 1e9);
       const { input, target } = makeBatch(b, opts, rng, seed);
@@ -145,6 +149,7 @@ export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): 
     );
     if (validationMse < best.mse) best = { mse: validationMse, epoch, weights: model.params.snapshot() };
   }
+  const interrupted = stop.stopped;
   stop.dispose();
   model.params.restore(best.weights);
   optimizer.dispose();
@@ -161,6 +166,7 @@ export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): 
       deadCodes: bestStats?.deadCodes ?? 0,
     },
     seconds: (Date.now() - t0) / 1000,
+    interrupted,
   };
 }
 
