@@ -82,7 +82,7 @@ describe('vqguard fit', { timeout: 600_000 }, () => {
 
   test('a TF.js Layers classifier has gradients: white-box, no surrogate', async () => {
     const r = await fit(options(dataset, TFJS, join(root, 'models-tfjs')));
-    assert.equal(r.threat, 'white-box');
+    assert.ok(r.threat.startsWith('white-box'), r.threat);
     assert.equal(JSON.parse(readFileSync(join(root, 'models-tfjs', 'modelset.json'), 'utf8')).surrogate, null);
     assert.ok(!existsSync(join(root, 'models-tfjs', 'surrogate')));
   });

@@ -373,7 +373,7 @@ ${notes}
     const rs = r.rows.filter((x) => x.attack === attack);
     const pts = (f: (x: EvalRow) => number, clean: number) => [{ x: 0, y: clean }, ...rs.map((x) => ({ x: x.eps, y: f(x) }))];
     const chart = await lineChart({
-      title: `${attack} (${r.threat.startsWith('transfer') ? 'transfer from a surrogate' : 'white-box'})`,
+      title: `${attack} (${r.threat.startsWith('transfer') ? 'transfer from a surrogate' : 'white-box on the classifier, purifier-oblivious'})`,
       xTitle: 'epsilon', yTitle: 'rate', yDomain: [0, 1],
       series: [
         { name: 'accuracy undefended', points: pts((x) => x.undefended, r.cleanAccuracy) },

@@ -151,7 +151,7 @@ export class ModelRegistry {
     const surrogate = this.modelSet?.surrogate;
     if (this.externalDeclaration) {
       const s = this.scoring();
-      if (s.hasGradients && s.logits) return { logits: s.logits, kind: 'white-box', describe: 'white-box' };
+      if (s.hasGradients && s.logits) return { logits: s.logits, kind: 'white-box', describe: "white-box on the classifier alone (purifier-oblivious: the purifier is not in the attack's gradient)" };
       if (!surrogate) throw new BundleError(`${this.dir}: the classifier ${s.source} has no gradients and the model set has no surrogate`);
     }
     if (surrogate && this.externalDeclaration) {
@@ -159,7 +159,7 @@ export class ModelRegistry {
       return { logits: (x) => clf.logits(x), kind: 'transfer', describe: `transfer attack from a surrogate (${join(this.dir, surrogate)})` };
     }
     const clf = this.classifier();
-    return { logits: (x) => clf.logits(x), kind: 'white-box', describe: 'white-box' };
+    return { logits: (x) => clf.logits(x), kind: 'white-box', describe: "white-box on the classifier alone (purifier-oblivious: the purifier is not in the attack's gradient)" };
   }
 
   /** The bundle `<dir>/<name>`, loaded (sha256-checked) on first use. */
