@@ -33,7 +33,10 @@ test('vqguard bench --quick --json runs and reports sane figures', { timeout: 60
     for (const k of ['pipeline', 'batch', 'imagesPerSec', 'gflopPerImage', 'peakFraction']) assert.ok(k in m, `model row has ${k}`);
     assert.ok(m.imagesPerSec > 0 && Number.isFinite(m.imagesPerSec));
     assert.ok(m.gflopPerImage > 0.01 && m.gflopPerImage < 1, `FLOPs per image ${m.gflopPerImage}`);
-    assert.ok(m.peakFraction > 0 && m.peakFraction < 1.5, `peak fraction ${m.peakFraction}`);
+    // The share of the ceiling divides two timings taken at different moments: on a shared, loaded
+    // machine it is not bounded above (3.9 was seen with four other jobs running), so only its sign is
+    // checked here; FLOP-counting errors show in gflopPerImage above.
+    assert.ok(m.peakFraction > 0 && Number.isFinite(m.peakFraction), `peak fraction ${m.peakFraction}`);
   }
   const s = saved.stream;
   for (const k of ['guardImagesPerSec', 'passThroughImagesPerSec', 'ratio', 'p50Ms', 'p99Ms']) assert.ok(Number.isFinite(s[k]) && s[k] > 0, `stream.${k} = ${s[k]}`);
