@@ -12,6 +12,9 @@ import { strongPgd, worstCase } from '../src/attacks/strong.ts';
 import { evaluateRobustness } from '../src/eval/robustness.ts';
 import { loadDataset } from '../src/data/load.ts';
 import { take } from '../src/data/dataset.ts';
+import { Detector } from '../src/detect/detector.ts';
+import { loadCalibration } from '../src/detect/calibration.ts';
+import { detectorAwarePgd, surrogate } from '../src/attacks/detectorAware.ts';
 
 describe('BPDA: every registered stage passes a gradient', { timeout: 120_000 }, () => {
   test('non-zero input gradient through every example of every stage kind, forward value unchanged', () => {
@@ -128,6 +131,41 @@ describe('strong PGD: restarts, any-step success, worst case, EOT', { timeout: 1
       const rows = evaluateRobustness(reg.classifier(), [reg.pipeline('bits1')], set, { attack: { name: 'bpda', steps: 20 }, eps: [0.3] });
       const bits = rows.find((r) => r.pipeline === 'bits1')!;
       assert.ok(bits.accuracy < 0.9, `bits1 BPDA accuracy at 0.3 is ${bits.accuracy}; the zero-gradient bug reported 1.00`);
+    } finally {
+      reg.dispose();
+    }
+  });
+});
+
+describe('detector-aware attack (C&W-style, BPDA through the purifier)', { timeout: 240_000 }, () => {
+  test('the TF surrogate equals the detector\'s combined score; evading examples are checked by the real detector', () => {
+    const reg = new ModelRegistry(MODELS);
+    try {
+      const cal = loadCalibration(`${MODELS}/calibration/full.json`);
+      const det = new Detector(reg.classifier(), cal.pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
+      const set = take(loadDataset('mnist', { seed: 1234 }).test, 8);
+      const x = tf.tensor4d(set.images, [8, 28, 28, 1]) as Tensor4D;
+      // Scores on clean and on noisy inputs (so labelFlip and the tails are exercised). Float32 in
+      // TF vs float64 in the detector: log(l1) of near-equal softmaxes differs by ~0.01 on clean digits.
+      const noisy = tf.tidy(() => tf.clipByValue(tf.add(x, tf.randomUniform(x.shape, -0.3, 0.3, 'float32', 5)), 0, 1) as Tensor4D);
+      for (const t of [x, noisy]) {
+        const want = det.withCombined(det.raw(t)).scores.map((s) => s.combined!);
+        const got = tf.tidy(() => Array.from(surrogate(det, cal, t, 'purified').combined.dataSync()));
+        got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 0.05, `image ${i}: surrogate ${v} vs detector ${want[i]}`));
+      }
+      const r = detectorAwarePgd(det, x, set.labels, { eps: 0.3, steps: 20, restarts: 1, lambda: 1, mode: 'purified' });
+      const evaded = Array.from(r.evaded).reduce((a, v) => a + v, 0);
+      assert.ok(evaded >= 1, 'at eps 0.3 the adaptive attack should evade the guard on some images');
+      const advT = tf.tensor4d(r.adv, [8, 28, 28, 1]);
+      const verdicts = det.verdicts(det.raw(advT));
+      const shift = tf.tidy(() => tf.max(tf.abs(tf.sub(advT, x))).dataSync()[0]!);
+      assert.ok(shift <= 0.3 + 1e-5, `perturbation ${shift} exceeds eps`);
+      verdicts.forEach((v, i) => {
+        if (!r.evaded[i]) return;
+        assert.equal(v.flagged, false, `image ${i} counted as evading but the detector flags it`);
+        assert.notEqual(v.labelAfter, set.labels[i], `image ${i} counted as evading but is classified correctly`);
+      });
+      tf.dispose([x, noisy, advT]);
     } finally {
       reg.dispose();
     }
