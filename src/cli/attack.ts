@@ -203,9 +203,13 @@ export function registerAdaptive(program: Command): void {
       const worst = cells.filter((c) => c.lambda === 'worst');
       const series = [...new Set(worst.map((c) => `${c.pipeline} (${c.mode})`))].map((name) => ({ name, points: worst.filter((c) => `${c.pipeline} (${c.mode})` === name).map((c) => ({ x: c.eps, y: c.guardSuccess })) }));
       writeChart(join(dir, `${String(o.name)}-eps`), await lineChart({ title: `Guard success under the detector-aware attack (worst over lambda), ${set.n} images x ${steps} steps x ${restarts} restart(s)`, xTitle: 'pixel epsilon (L-inf)', yTitle: 'guard success (correct or flagged, 1% FPR)', yDomain: [0, 1], width: 560, series }));
-      const byLambda = cells.filter((c) => c.lambda !== 'worst' && c.mode === 'purified');
-      const lseries = [...new Set(byLambda.map((c) => `${c.pipeline} eps ${c.eps}`))].map((name) => ({ name, points: byLambda.filter((c) => `${c.pipeline} eps ${c.eps}` === name).map((c) => ({ x: Math.log10(c.lambda as number), y: c.guardSuccess })) }));
-      writeChart(join(dir, `${String(o.name)}-lambda`), await lineChart({ title: 'Guard success vs lambda (purified mode)', xTitle: 'log10 lambda (weight of the detection score)', yTitle: 'guard success', yDomain: [0, 1], width: 560, series: lseries }));
+      // One chart per epsilon (a line per pipeline and mode), so no colour repeats.
+      for (const e of [...new Set(cells.map((c) => c.eps))].sort()) {
+        const at = cells.filter((c) => c.lambda !== 'worst' && c.eps === e);
+        const names = [...new Set(at.map((c) => `${c.pipeline} (${c.mode})`))];
+        const series = names.map((name) => ({ name, points: at.filter((c) => `${c.pipeline} (${c.mode})` === name).map((c) => ({ x: Math.log10(c.lambda as number), y: c.guardSuccess })) }));
+        writeChart(join(dir, `${String(o.name)}-lambda-eps${e}`), await lineChart({ title: `Guard success vs lambda at eps ${e} (${set.n} images x ${steps} steps x ${restarts} restart(s))`, xTitle: 'log10 lambda (weight of the detection score in the attack loss)', yTitle: 'guard success (correct or flagged)', yDomain: [0, 1], width: 480, series }));
+      }
       process.stdout.write(md + '\n');
       reg.dispose();
     });
