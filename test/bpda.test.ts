@@ -6,7 +6,11 @@ import type { Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
 import { tf } from '../src/backend/tf.ts';
 import { ModelRegistry } from '../src/models/registry.ts';
 import { parseStage, stageKinds } from '../src/purify/stages/index.ts';
-import { MODELS } from './helpers/guard.ts';
+import { MODELS, REPO } from './helpers/guard.ts';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { LogitsFn } from '../src/attacks/attacks.ts';
 import { strongPgd, worstCase } from '../src/attacks/strong.ts';
 import { evaluateRobustness } from '../src/eval/robustness.ts';
@@ -168,6 +172,37 @@ describe('detector-aware attack (C&W-style, BPDA through the purifier)', { timeo
       tf.dispose([x, noisy, advT]);
     } finally {
       reg.dispose();
+    }
+  });
+});
+
+describe('worst-case and adaptive commands write their reports', { timeout: 300_000 }, () => {
+  test('tiny runs: JSON cells, guard success >= accuracy, Markdown with images x steps x restarts', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vqguard-wc-'));
+    try {
+      const run = (args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      run(['worst-case', '--samples', '6', '--steps', '3', '--restarts', '2', '--eps', '0,0.3', '--pipelines', 'undefended,full', '--report', dir, '--name', 'wc']);
+      const wc = JSON.parse(readFileSync(join(dir, 'wc.json'), 'utf8')) as { cells: { pipeline: string; eps: number; accuracy: number; guardSuccess: number; detector: string | null; steps: number; restarts: number; brokenBy: Record<string, number> }[] };
+      assert.equal(wc.cells.length, 4);
+      for (const c of wc.cells) {
+        assert.ok(c.guardSuccess >= c.accuracy, `${c.pipeline}@${c.eps}: guard ${c.guardSuccess} < accuracy ${c.accuracy}`);
+        assert.equal(c.steps, 3);
+        assert.equal(c.restarts, 2);
+      }
+      const full = wc.cells.find((c) => c.pipeline === 'full' && c.eps === 0.3)!;
+      assert.equal(full.detector, 'full', 'the shipped calibration for full is picked up');
+      assert.deepEqual(Object.keys(full.brokenBy), ['bpda', 'bpda-identity', 'pgd']);
+      assert.match(readFileSync(join(dir, 'wc.md'), 'utf8'), /6 x 3 x 2/);
+      run(['adaptive', '--samples', '4', '--steps', '3', '--eps', '0.3', '--lambdas', '0.1,10', '--mode', 'purified,original', '--pipelines', 'full', '--report', dir, '--name', 'ad']);
+      const ad = JSON.parse(readFileSync(join(dir, 'ad.json'), 'utf8')) as { cells: { mode: string; lambda: number | string; evaded: number }[] };
+      assert.equal(ad.cells.length, 6, 'two lambdas and the worst, for each mode');
+      for (const mode of ['purified', 'original']) {
+        const cs = ad.cells.filter((c) => c.mode === mode);
+        const worst = cs.find((c) => c.lambda === 'worst')!;
+        assert.ok(cs.every((c) => c.evaded <= worst.evaded), 'the worst over lambda evades at least as often as each lambda');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
