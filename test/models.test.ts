@@ -54,7 +54,7 @@ test('split then stitch is the exact identity, for divisible and non-divisible s
 });
 
 test('a split stage with an identity purifier is the identity, and tiles are placed in order', () => {
-  const identity: Stage = { name: 'id', apply: (x) => x.clone(), flopsPerImage: () => 0 };
+  const identity: Stage = { name: 'id', bpda: 'exact', apply: (x) => x.clone(), flopsPerImage: () => 0 };
   const x = tf.tensor4d(Array.from({ length: 16 }, (_, i) => i), [1, 4, 4, 1]);
   const tiles = splitTiles(tf, x, 2);
   // Top-left tile holds pixels 0,1,4,5; top-right 2,3,6,7.

@@ -54,6 +54,7 @@ const RANGES: Record<string, [number, number]> = {
   adversarialRatio: [0, 1],
   advFraction: [0, 1],
   advMaxEps: [0, 1],
+  adversarialEps: [0, 1],
   dropout: [0, 1],
   timeout: [0, 86_400],
 };

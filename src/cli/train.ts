@@ -33,6 +33,7 @@ export function registerTrain(program: Command): void {
     .option('--dropout <x>', 'dropout before the last layer', '0.3')
     .option('--lr-schedule <s>', 'cosine (decay to 0 over the epochs) or constant', 'cosine')
     .option('--max-train <n>', 'use only the first n training images')
+    .option('--adversarial-eps <x>', 'adversarial training: FGSM with random start at this epsilon (0 = off)', '0')
     .option('--out <dir>', 'bundle folder', 'models/mnist/classifier')
     .option('--force', 'replace an existing bundle in --out')
     .action((o: Record<string, string>) => {
@@ -42,12 +43,12 @@ export function registerTrain(program: Command): void {
       const data = limitTrain(loadDataset(o.dataset!, { seed: Number(o.dataSeed) }), o.maxTrain ? Number(o.maxTrain) : undefined);
       const r = trainClassifier(data, {
         seed, epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr),
-        maxShift: Number(o.shift), dropout: Number(o.dropout), lrSchedule: o.lrSchedule, log,
+        maxShift: Number(o.shift), dropout: Number(o.dropout), lrSchedule: o.lrSchedule, adversarialEps: Number(o.adversarialEps), log,
       });
       saveBundle(o.out!, r.model, {
         name: 'classifier',
         dataset: datasetMeta(data, Number(o.dataSeed)),
-        training: { command: commandLine(), seed, epochs: r.metrics.epochsRun, batchSize: Number(o.batchSize), learningRate: Number(o.lr), adversarial: null, trainSeconds: r.seconds, backend: backendInfo.packageName },
+        training: { command: commandLine(), seed, epochs: r.metrics.epochsRun, batchSize: Number(o.batchSize), learningRate: Number(o.lr), adversarial: Number(o.adversarialEps) > 0 ? { attacks: ['fgsm-random-start'], maxEps: Number(o.adversarialEps), fraction: 1 } : null, trainSeconds: r.seconds, backend: backendInfo.packageName },
         metrics: { ...r.metrics },
       });
       log(`classifier: test accuracy ${r.metrics.testAccuracy.toFixed(4)} (best epoch ${r.metrics.bestEpoch}), ${r.seconds.toFixed(1)} s -> ${o.out}`);

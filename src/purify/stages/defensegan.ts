@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { Generator } from '../../baselines/generator.ts';
 import type { StageKind } from './types.ts';
+import { identityBackward } from './bpda.ts';
 
 export const defenseGanStage: StageKind<{ steps: number; restarts: number }> = {
   kind: 'defensegan',
@@ -17,10 +18,13 @@ export const defenseGanStage: StageKind<{ steps: number; restarts: number }> = {
     restarts: z.coerce.number().int().min(1).max(1000).default(10),
   }),
   bundles: () => ['generator'],
+  bpda: 'identity',
+  examples: ['defensegan-L2-R1'],
   create: (name, { steps, restarts }, ctx) => {
     const g = ctx.bundle<Generator>('generator');
     // Dense, convT 7->14 (64->32), convT 14->28 (32->C); forward + backward per step.
     const perStep = 2 * 3 * (g.config.latent * 49 * 64 + 49 * 16 * 32 * 64 + 196 * 16 * g.config.channels * 32);
-    return { name, apply: (x) => g.purify(x, steps, restarts), flopsPerImage: () => steps * restarts * perStep };
+    // BPDA: the projection is an inner optimisation; its backward is the identity.
+    return { name, bpda: 'identity', apply: identityBackward(ctx.tf, (x) => g.purify(x, steps, restarts)), flopsPerImage: () => steps * restarts * perStep };
   },
 };

@@ -8,6 +8,7 @@
 import type { Tensor4D } from '@tensorflow/tfjs-node';
 import { z } from 'zod';
 import type { StageKind, TF } from './types.ts';
+import { identityBackward } from './bpda.ts';
 
 export const bitsStage: StageKind<{ n: number }> = {
   kind: 'bits',
@@ -16,7 +17,10 @@ export const bitsStage: StageKind<{ n: number }> = {
   pattern: /^bits(?<n>\d+)$/,
   options: z.object({ n: z.coerce.number().int().min(1).max(8) }),
   bundles: () => [],
-  create: (name, { n }, { tf }) => ({ name, apply: (x) => bitDepth(tf, x, n), flopsPerImage: (h, w) => 2 * h * w }),
+  bpda: 'straight-through',
+  examples: ['bits1', 'bits3'],
+  // Straight-through: tf.round's own gradient is zero, which made BPDA report bits1 as robust.
+  create: (name, { n }, { tf }) => ({ name, bpda: 'straight-through', apply: identityBackward(tf, (x) => bitDepth(tf, x, n)), flopsPerImage: (h, w) => 2 * h * w }),
 };
 
 export const medianStage: StageKind<{ k: number }> = {
@@ -26,7 +30,16 @@ export const medianStage: StageKind<{ k: number }> = {
   pattern: /^median(?<k>\d+)$/,
   options: z.object({ k: z.coerce.number().int().min(2).max(5) }),
   bundles: () => [],
-  create: (name, { k }, { tf }) => ({ name, apply: (x) => medianFilter(tf, x, k), flopsPerImage: (h, w) => (k === 2 ? 12 : 2 * k * k * k * k) * h * w }),
+  bpda: 'identity',
+  examples: ['median2', 'median3'],
+  // median2 (sum - max - min) is differentiable as is; the sorting median (topk) has no
+  // gradient in TF.js, so its backward is the identity.
+  create: (name, { k }, { tf }) => ({
+    name,
+    bpda: k === 2 ? 'exact' : 'identity',
+    apply: k === 2 ? (x) => medianFilter(tf, x, k) : identityBackward(tf, (x) => medianFilter(tf, x, k)),
+    flopsPerImage: (h, w) => (k === 2 ? 12 : 2 * k * k * k * k) * h * w,
+  }),
 };
 
 export function bitDepth(tf: TF, x: Tensor4D, bits: number): Tensor4D {

@@ -14,10 +14,26 @@ export type TF = typeof import('@tensorflow/tfjs-node');
 /** `clean` (default) or `adv` (`adv:` prefix): which trained purifiers a pipeline uses. */
 export type Variant = 'clean' | 'adv';
 
+/**
+ * How the gradient passes a stage under BPDA (Athalye et al. 2018). The forward value is always
+ * the stage's exact output; only the backward pass differs:
+ *   exact             the stage is differentiable as it stands (median2's sum - max - min);
+ *   straight-through  rounding / quantisation passes dy unchanged (bits<n>, the VQ-VAE codebook);
+ *   identity          the whole stage's backward is the identity (no better approximation:
+ *                     sorting median, Defense-GAN's inner optimisation).
+ * Every stage's `apply` carries its declared gradient, so tf.grad through any pipeline is
+ * never zero or missing.
+ */
+export type BpdaMode = 'exact' | 'straight-through' | 'identity';
+
 export interface Stage {
   name: string;
-  /** Differentiable (straight-through at quantisers) purification [N,H,W,C] -> same shape. */
+  /** Purification [N,H,W,C] -> same shape; differentiable with the gradient `bpda` declares. */
   apply(x: Tensor4D): Tensor4D;
+  /** The backward pass `apply` carries (see BpdaMode). */
+  bpda: BpdaMode;
+  /** True when the output is random (an attack must then average gradients over samples: EOT). */
+  random?: boolean;
   flopsPerImage(h: number, w: number): number;
   /** Tile grid this stage works on (k of split<k>), for the detector's worst-tile score. */
   grid?: number;
@@ -43,6 +59,10 @@ export interface StageKind<O = unknown> {
   options: z.ZodType<O, z.ZodTypeDef, unknown>;
   /** Bundle folders (under the model set) the stage needs with these options and variant. */
   bundles(o: O, variant: Variant): string[];
+  /** How the gradient passes stages of this kind under BPDA (see BpdaMode). */
+  bpda: BpdaMode;
+  /** Names covering every code path of the kind (the BPDA gradient test builds each one). */
+  examples: string[];
   /** The constructor. */
   create(name: string, o: O, ctx: StageContext): Stage;
 }

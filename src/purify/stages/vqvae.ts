@@ -16,6 +16,8 @@ export const vqvaeStage: StageKind<{ k: number }> = {
   pattern: /^(?:full|split(?<k>\d+))$/,
   options: z.object({ k: z.coerce.number().int().min(1).max(99).default(1) }),
   bundles: ({ k }, variant) => [purifierDirName(k, variant)],
+  bpda: 'straight-through',
+  examples: ['full', 'split2'],
   create: (_name, { k }, ctx) => vqStage(ctx.tf, k, ctx.bundle<VqVae>(purifierDirName(k, ctx.variant))),
 };
 
@@ -27,6 +29,8 @@ export function vqStage(tf: TF, k: number, model: VqVae): Stage {
   return {
     name: k === 1 ? 'full' : `split${k}`,
     grid: k,
+    // The codebook lookup passes dy straight through (VqVae.quantize); the rest is exact.
+    bpda: 'straight-through',
     apply: (x: Tensor4D) =>
       tf.tidy(() => {
         const [, h, w] = x.shape;
