@@ -48,16 +48,17 @@ function worstTile(d2: Tensor4D, k: number): Tensor1D {
 
 /** The detector's combined score as a TF.js function of x (forward exact, BPDA backward). */
 export function surrogate(det: Detector, cal: Calibration, x: Tensor4D, mode: GuardMode): Surrogate {
-  const clf = det.classifier;
+  const logits = det.classifier.logits;
+  if (!logits || !det.classifier.hasGradients) throw new Error(`classifier ${det.classifier.source} has no gradients: the detector-aware attack needs a differentiable classifier`);
   const T = det.options.temperature;
-  const zb = clf.logits(x);
+  const zb = logits(x);
   const pb = tf.softmax(zb), pbT = tf.softmax(tf.div(zb, T)) as Tensor2D;
   const feats: Record<string, Tensor1D> = {};
   const predB = tf.argMax(zb, 1).dataSync();
   let primary: Tensor2D | null = null;
   det.pipelines.forEach((p, j) => {
     const px = p.apply(x);
-    const za = clf.logits(px);
+    const za = logits(px);
     if (j === 0) primary = za;
     const pa = tf.softmax(za), paT = tf.softmax(tf.div(za, T)) as Tensor2D;
     const predA = tf.argMax(za, 1).dataSync();
