@@ -35,6 +35,29 @@ export function calibrationFor(models: string, pipeline: string, pairs: string[]
   return existsSync(d) ? d : null;
 }
 
+/** The options every attack command shares: data, models, sample count, calibrations, report file. */
+function attackCommand(program: Command, name: string, samples: string, report: string, reportName: string): Command {
+  return program
+    .command(name)
+    .addOption(datasetOption())
+    .addOption(dataSeedOption())
+    .addOption(modelsOption())
+    .addOption(samplesOption(samples))
+    .option('--calibration <pipeline=file>', 'detector calibration for a pipeline (repeatable)', collectList, [])
+    .option('--report <dir>', 'report folder', report)
+    .option('--name <name>', 'report file name', reportName);
+}
+
+/** Dataset, the first `--samples` test images and the model set, checked to fit each other. */
+function attackContext(o: Record<string, string | string[]>) {
+  const models = String(o.models);
+  const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
+  const set = take(data.test, Math.min(Number(o.samples), data.test.n));
+  const reg = new ModelRegistry(models);
+  checkModelsFitDataset(reg, data);
+  return { models, data, set, reg, clf: reg.classifier() };
+}
+
 const f3 = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3).replace(/^0/, ''));
 const ci = (c: [number, number] | null) => (c ? `[${f3(c[0])}, ${f3(c[1])}]` : '');
 
@@ -51,28 +74,15 @@ export function worstCaseMarkdown(cells: WorstCaseCell[]): string {
 }
 
 export function registerAttack(program: Command): void {
-  program
-    .command('worst-case')
-    .addOption(datasetOption())
-    .addOption(dataSeedOption())
-    .addOption(modelsOption())
-    .addOption(samplesOption('100'))
+  attackCommand(program, 'worst-case', '100', 'reports/robustness', 'worst-case')
     .option('--eps <list>', 'pixel epsilons (0 gives the clean row)', '0,0.1,0.2,0.3')
     .option('--pipelines <list>', pipelineHelp('comma-separated pipelines; "undefended" for the bare classifier'), 'undefended,full,split2,split2>full,full>split2,adv:split2>full,bits1')
     .option('--steps <n>', 'PGD steps per restart', '100')
     .option('--restarts <n>', 'random restarts', '5')
     .option('--eot <n>', 'gradient samples per step for random pipelines', '20')
     .option('--seed <n>', 'attack seed', '0')
-    .option('--calibration <pipeline=file>', 'detector calibration for a pipeline (repeatable)', collectList, [])
-    .option('--report <dir>', 'report folder', 'reports/robustness')
-    .option('--name <name>', 'report file name', 'worst-case')
     .action(async (o: Record<string, string | string[]>) => {
-      const models = String(o.models);
-      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
-      const set = take(data.test, Math.min(Number(o.samples), data.test.n));
-      const reg = new ModelRegistry(models);
-      checkModelsFitDataset(reg, data);
-      const clf = reg.classifier();
+      const { models, data, set, reg, clf } = attackContext(o);
       const opts = { steps: Number(o.steps), restarts: Number(o.restarts), eot: Number(o.eot), seed: Number(o.seed) };
       const dir = String(o.report);
       mkdirSync(dir, { recursive: true });
@@ -137,12 +147,7 @@ interface AdaptiveCell {
 }
 
 export function registerAdaptive(program: Command): void {
-  program
-    .command('adaptive')
-    .addOption(datasetOption())
-    .addOption(dataSeedOption())
-    .addOption(modelsOption())
-    .addOption(samplesOption('50'))
+  attackCommand(program, 'adaptive', '50', 'reports/adaptive', 'detector-aware')
     .option('--eps <list>', 'pixel epsilons', '0.1,0.2,0.3')
     .option('--pipelines <list>', pipelineHelp('guarded pipelines (each needs a calibration)'), 'full,split2>full,adv:split2>full,bits1')
     .option('--lambdas <list>', 'weights of the detection score in the attack loss', '0.1,1,10')
@@ -150,16 +155,8 @@ export function registerAdaptive(program: Command): void {
     .option('--steps <n>', 'PGD steps per restart', '100')
     .option('--restarts <n>', 'random restarts', '1')
     .option('--seed <n>', 'attack seed', '0')
-    .option('--calibration <pipeline=file>', 'detector calibration for a pipeline (repeatable)', collectList, [])
-    .option('--report <dir>', 'report folder', 'reports/adaptive')
-    .option('--name <name>', 'report file name', 'detector-aware')
     .action(async (o: Record<string, string | string[]>) => {
-      const models = String(o.models);
-      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
-      const set = take(data.test, Math.min(Number(o.samples), data.test.n));
-      const reg = new ModelRegistry(models);
-      checkModelsFitDataset(reg, data);
-      const clf = reg.classifier();
+      const { models, data, set, reg, clf } = attackContext(o);
       const dir = String(o.report);
       mkdirSync(dir, { recursive: true });
       const jsonPath = join(dir, `${String(o.name)}.json`);
@@ -216,27 +213,14 @@ export function registerAdaptive(program: Command): void {
 }
 
 export function registerTransfer(program: Command): void {
-  program
-    .command('transfer')
-    .addOption(datasetOption())
-    .addOption(dataSeedOption())
-    .addOption(modelsOption())
-    .addOption(samplesOption('500'))
+  attackCommand(program, 'transfer', '500', 'reports/adaptive', 'transfer')
     .option('--eps <list>', 'pixel epsilons', '0.1,0.2,0.3')
     .option('--pipelines <list>', pipelineHelp('comma-separated pipelines; "undefended" for the bare classifier'), 'undefended,full,split2,split2>full,full>split2,adv:split2>full,bits1')
     .option('--epochs <n>', 'substitute training epochs', '3')
     .option('--steps <n>', 'PGD steps on the substitute', '100')
     .option('--seed <n>', 'substitute training seed', '7')
-    .option('--calibration <pipeline=file>', 'detector calibration for a pipeline (repeatable)', collectList, [])
-    .option('--report <dir>', 'report folder', 'reports/adaptive')
-    .option('--name <name>', 'report file name', 'transfer')
     .action(async (o: Record<string, string | string[]>) => {
-      const models = String(o.models);
-      const data = loadDataset(String(o.dataset), { seed: Number(o.dataSeed) });
-      const set = take(data.test, Math.min(Number(o.samples), data.test.n));
-      const reg = new ModelRegistry(models);
-      checkModelsFitDataset(reg, data);
-      const clf = reg.classifier();
+      const { models, data, set, reg, clf } = attackContext(o);
       const sub = await trainSubstitute(data.train, set, { epochs: Number(o.epochs), seed: Number(o.seed) });
       process.stderr.write(`substitute: ${sub.trainImages} training images (the train split, disjoint from test), ${sub.epochs} epochs, clean test accuracy ${sub.cleanAccuracy.toFixed(3)}, ${sub.seconds.toFixed(0)} s\n`);
       const targets = parseList(String(o.pipelines)).map((spec) => {
