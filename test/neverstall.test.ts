@@ -21,7 +21,7 @@ import kafkajs, { Kafka, logLevel, type ConfigResourceTypes } from 'kafkajs';
 import { createTopics, getTestBroker, type TestBroker } from './helpers/broker.ts';
 import {
   cliOpsPort, collect, committedOffsets, coverage, createTopicsWith, decodeResults, guardTopics, httpGet, killIfRunning, LogSink, metricSum, parseMetrics,
-  produce, rawConfig, REPO, samples, sleep, startCli, waitFor, within, writeConfigFile, type CliChild, type GuardTopics, type OutMsg,
+  produce, rawConfig, REPO, samples, sleep, startChild, startCli, waitFor, within, writeConfigFile, type CliChild, type GuardTopics, type OutMsg,
 } from './helpers/guard.ts';
 import { parseConfig } from '../src/config/schema.ts';
 import { Guard, createLogger, type GuardOptions } from '../src/consumer/guard.ts';
@@ -373,4 +373,52 @@ describe('never stall (real broker)', { timeout: 600_000 }, () => {
       }
     });
   }
+  test('exactly-once: a freeze between the membership heartbeat and the commit is fenced (transaction aborted, no zombie commit, no duplicates)', { timeout: 180_000 }, async (t) => {
+    // The worst moment: kafkajs's sendOffsets carries no group generation (KIP-447), and the broker
+    // aborts a timed-out transaction only on its 10 s cleanup pass, so a member resumed after its
+    // partition moved could still commit a micro-batch the new owner redoes. A blocks its event
+    // loop there for 9 s (session 6 s); B takes the partition over meanwhile.
+    const N = 300;
+    const topics = guardTopics('zombie');
+    await createTopics(broker.brokers, [topics.input], 2);
+    await createTopics(broker.brokers, [topics.output, topics.deadLetter, topics.alerts], 1);
+    const raw = rawConfig(topics, { brokers: broker.brokers, maxBatchSize: 8, transactions: true });
+    raw.consumer = { sessionTimeoutMs: 6000, heartbeatIntervalMs: 1000, rebalanceTimeoutMs: 12_000, transactionTimeoutMs: 5000, restartBackoffMs: 500 };
+    const cfg = writeConfigFile(raw);
+    const all = await samples(N, { adversarialRatio: 0.3, eps: 0.3, seed: 47, idPrefix: 'zb' });
+    let a: CliChild | undefined;
+    let b: CliChild | undefined;
+    try {
+      a = startChild(['--import', 'tsx', 'test/faults/guardChild.ts', cfg], { VQGUARD_TEST_BLOCK_AT_COMMIT: '3:9000' });
+      b = startChild(['--import', 'tsx', 'test/faults/guardChild.ts', cfg], {});
+      const [pa, pb] = await Promise.all([cliOpsPort(a), cliOpsPort(b)]);
+      const ready = async (p: number) => (await httpGet(p, '/readyz').catch(() => ({ status: 0 }))).status === 200;
+      await waitFor(async () => (await ready(pa)) && (await ready(pb)), 90_000, () => `both ready\nA:${a!.output().slice(-1500)}\nB:${b!.output().slice(-1500)}`, 200);
+      await produce(broker.brokers, topics.input, all.map((r, i) => ({ key: r.id, value: r.value, partition: i % 2 })));
+      const aa = a;
+      await waitFor(() => aa.logs().some((l) => l.msg === 'test: event loop unblocked'), 90_000, () => `A blocked and resumed\nA:${aa.output().slice(-2000)}`, 200);
+      const r = decodeResults(
+        await collect(broker.brokers, [topics.output, topics.deadLetter], (g) => coverage(decodeResults(g, topics)).size >= N, { timeoutMs: 90_000, lingerMs: 4000 }),
+        topics,
+      );
+      const cov = coverage(r);
+      const dups = [...cov.values()].filter((n) => n > 1).length;
+      const fenced = a.logs().filter((l) => /membership bound/.test(String(l.msg)));
+      t.diagnostic(`answered ${cov.size}/${N}, duplicated offsets ${dups}; A fenced ${fenced.length}x (age ${fenced.map((l) => l.ageMs).join(', ')} ms)`);
+      assert.ok(fenced.length >= 1, 'the resumed instance refused to commit (fence)');
+      assert.ok(Number(fenced[0]!.ageMs) >= 9000, 'the fence saw the whole pause');
+      assert.equal(cov.size, N, 'lost = 0');
+      assert.equal(dups, 0, 'no duplicates for read_committed readers');
+      a.proc.kill('SIGTERM');
+      b.proc.kill('SIGTERM');
+      assert.equal(await within(b.exited, 45_000, 'B exits'), 0);
+      assert.equal(await within(a.exited, 45_000, 'A exits'), 0);
+    } catch (e) {
+      t.diagnostic(`A:\n${a?.output().slice(-3000)}\nB:\n${b?.output().slice(-2000)}`);
+      throw e;
+    } finally {
+      killIfRunning(a);
+      killIfRunning(b);
+    }
+  });
 });

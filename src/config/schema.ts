@@ -228,7 +228,7 @@ const consumerSchema = z
     if (c.heartbeatIntervalMs * 3 > c.sessionTimeoutMs) issue('heartbeatIntervalMs', `must be at most a third of sessionTimeoutMs (${c.sessionTimeoutMs})`);
     if (c.rebalanceTimeoutMs < c.sessionTimeoutMs) issue('rebalanceTimeoutMs', `must be at least sessionTimeoutMs (${c.sessionTimeoutMs})`);
     if (c.transactionTimeoutMs >= c.sessionTimeoutMs) {
-      issue('transactionTimeoutMs', `must be below sessionTimeoutMs (${c.sessionTimeoutMs}), so a frozen member's open transaction is aborted before its partitions move (no duplicates)`);
+      issue('transactionTimeoutMs', `must be below sessionTimeoutMs (${c.sessionTimeoutMs}): a frozen member's open transaction holds back read_committed readers until the broker aborts it`);
     }
     if (c.restartBackoffMaxMs < c.restartBackoffMs) issue('restartBackoffMaxMs', `must be at least restartBackoffMs (${c.restartBackoffMs})`);
     if (c.restartGiveUpMs < c.sessionTimeoutMs) issue('restartGiveUpMs', `must be at least sessionTimeoutMs (${c.sessionTimeoutMs})`);

@@ -22,6 +22,7 @@ export function attachMetrics(runner: Runner, metrics: GuardMetrics): void {
     if (!e.restart) metrics.consumerUp.set(0);
   });
   runner.on('restart', () => metrics.consumerRestarts.inc());
+  runner.on('fenced', (e) => metrics.fencedCommits.inc({ topic: e.topic }));
   runner.on('recovered', () => metrics.consumerUp.set(1));
   runner.on('limits', (e) => {
     for (const [topic, v] of Object.entries(e.limits)) metrics.topicMaxMessageBytes.set({ topic }, v);
@@ -46,6 +47,7 @@ export function attachLogging(runner: Runner, log: Logger): void {
   runner.on('retry', (e) => log.warn({ topic: e.topic, partition: e.partition, offsets: e.offsets.length > 8 ? `${e.offsets[0]}..${e.offsets.at(-1)}` : e.offsets, attempt: e.attempt, error: e.error }, 'processing failed; trying again'));
   runner.on('poison', (e) => log.error({ topic: e.topic, partition: e.partition, offset: e.offset, attempts: e.attempts, error: e.error }, 'poison record: dead-lettered after repeated failures'));
   runner.on('too-large', (e) => log.warn({ topic: e.topic, partition: e.partition, error: e.error, maxBytes: e.limits }, 'broker refused a message as too large; refitted the micro-batch to the topic limits'));
+  runner.on('fenced', (e) => log.warn({ topic: e.topic, partition: e.partition, ageMs: e.ageMs, boundMs: e.boundMs }, 'paused past the membership bound before a commit: transaction aborted; checking membership'));
   runner.on('crash', (e) => {
     // One error line naming the cause when the guard has to recreate the consumer; kafkajs's own restarts are warnings.
     const cause = e.error?.message ?? String(e.error);

@@ -56,6 +56,22 @@ export interface RunnerInjection {
   steps?: Partial<ChunkSteps>;
   /** Runs before a micro-batch's messages are sent; a throw is a delivery failure (crash path). */
   beforeDeliver?(topic: string, partition: number, r: ChunkResult): void | Promise<void>;
+  /**
+   * Exactly-once only: runs after the membership heartbeat that precedes a transaction's commit and
+   * before the fence check (a test blocks the event loop here to act out a freeze at the worst moment).
+   */
+  beforeCommit?(topic: string, partition: number): void | Promise<void>;
+}
+
+/**
+ * Thrown (internally) when a transaction was about to commit but the group membership was last
+ * confirmed too long ago: the transaction is aborted and membership is checked again.
+ */
+export class MembershipUnconfirmed extends Error {
+  constructor(readonly ageMs: number, readonly boundMs: number) {
+    super(`group membership last confirmed ${ageMs} ms ago (bound ${boundMs} ms): transaction aborted, not committed`);
+    this.name = 'MembershipUnconfirmed';
+  }
 }
 
 export interface BatchInfo {
@@ -82,6 +98,8 @@ export interface RunnerEventMap {
   poison: [{ topic: string; partition: number; offset: string; attempts: number; error: string }];
   /** The broker refused a message as too large: limits re-read and the micro-batch refitted. */
   'too-large': [{ topic: string; partition: number; error: string; limits: Record<string, number> }];
+  /** Exactly-once: a commit was refused by the membership fence (a pause since the last confirmed heartbeat); the transaction was aborted. */
+  fenced: [{ topic: string; partition: number; ageMs: number; boundMs: number }];
   limits: [{ limits: Record<string, number>; missing: string[] }];
   crash: [{ error: Error; restart: boolean }];
   restart: [{ attempt: number; downMs: number }];
@@ -148,6 +166,12 @@ export class Runner extends EventEmitter<RunnerEventMap> {
   /** max.message.bytes per topic (read at start-up and after a "too large" answer), and shrink factors. */
   private readonly topicLimits = new Map<string, number>();
   private readonly shrink = new Map<string, number>();
+  /**
+   * When (wall clock) the request that last confirmed this member's place in the group was
+   * created: a successful Heartbeat, or the SyncGroup of a join. Taken from the request's creation
+   * time, not the response's arrival, so a freeze between the two does not count as confirmed.
+   */
+  private membershipConfirmedAt = 0;
 
   constructor(opts: RunnerOptions) {
     super();
@@ -218,7 +242,17 @@ export class Runner extends EventEmitter<RunnerEventMap> {
       this.onCrash(e.payload.error, e.payload.restart);
     });
     const touch = () => (this.lastBrokerContact = Date.now());
-    consumer.on(consumer.events.REQUEST, touch);
+    // Membership fence (see fenceCommit): the creation time of the last Heartbeat / SyncGroup
+    // request whose response arrived, promoted when kafkajs reports that call a success.
+    let heartbeatSent = 0;
+    let syncSent = 0;
+    consumer.on(consumer.events.REQUEST, (e) => {
+      touch();
+      if (e.payload.apiName === 'Heartbeat') heartbeatSent = e.payload.createdAt;
+      else if (e.payload.apiName === 'SyncGroup') syncSent = e.payload.createdAt;
+    });
+    consumer.on(consumer.events.HEARTBEAT, () => consumer === this._consumer && (this.membershipConfirmedAt = Math.max(this.membershipConfirmedAt, heartbeatSent)));
+    consumer.on(GROUP_JOIN, () => consumer === this._consumer && (this.membershipConfirmedAt = Math.max(this.membershipConfirmedAt, syncSent)));
     producer.on(producer.events.REQUEST, touch);
     this._consumer = consumer;
     this._producer = producer;
@@ -468,7 +502,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     // chunk again. kafkajs's sendOffsets does not carry the group generation (KIP-447), so this
     // check and the transaction timeout are what fence a resumed member.
     await p.heartbeat();
-    r = await this.deliverFitted(topic, partition, last, r, rt, () => p.heartbeat());
+    r = await this.deliverFitted(topic, partition, last, r, rt, p);
     for (const k of keys) this.failures.delete(k);
     p.resolveOffset(last);
     const next = this.offsets.acknowledge(topic, partition, last);
@@ -491,13 +525,29 @@ export class Runner extends EventEmitter<RunnerEventMap> {
    * limits (halving the refusing topics' if they did not change), refits and tries again, so only
    * the records that do not fit become dead letters (truncated if need be).
    */
-  private async deliverFitted(topic: string, partition: number, lastOffset: string, r: ChunkResult, rt: TopicRuntime, beforeCommit: () => Promise<void>): Promise<ChunkResult> {
-    for (let attempt = 0; ; attempt++) {
+  private async deliverFitted(topic: string, partition: number, lastOffset: string, r: ChunkResult, rt: TopicRuntime, p: EachBatchPayload): Promise<ChunkResult> {
+    const beforeCommit = async () => {
+      await p.heartbeat();
+      await this.opts.inject?.beforeCommit?.(topic, partition);
+      this.fenceCommit();
+    };
+    for (let attempt = 0, fences = 0; ; attempt++) {
       try {
         await this.opts.inject?.beforeDeliver?.(topic, partition, r);
         await this.deliver(topic, partition, lastOffset, r, beforeCommit);
         return r;
       } catch (e) {
+        if (e instanceof MembershipUnconfirmed) {
+          // Aborted, nothing visible. Still a member? A real heartbeat answers: it throws (unknown
+          // member, rebalancing: kafkajs rejoins and the partition is redone by its owner) or
+          // confirms, and the micro-batch is delivered again in a new transaction.
+          this.emit('fenced', { topic, partition, ageMs: e.ageMs, boundMs: e.boundMs });
+          if (++fences > 5) throw e;
+          attempt--;
+          await sleep(this.timeouts.heartbeatIntervalMs); // kafkajs sends no heartbeat within an interval of the last
+          await p.heartbeat();
+          continue;
+        }
         if (!isMessageTooLarge(e) || attempt >= 6) throw e;
         const involved = [...r.out.keys()];
         const before = new Map(involved.map((t) => [t, this.maxBytes(t)]));
@@ -509,6 +559,26 @@ export class Runner extends EventEmitter<RunnerEventMap> {
         r = assemble(r.outcomes, { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts }, { maxBytes: this.maxBytes }, r.stageMs);
       }
     }
+  }
+
+  /**
+   * Exactly-once fence against a zombie commit. kafkajs's sendOffsets does not carry the group
+   * generation (KIP-447), so the broker would accept the commit of a member that was frozen (GC
+   * pause, SIGSTOP, VM freeze) past its session timeout while its partition moved to another
+   * member, which then redoes the same records: duplicates. The transaction timeout does not close
+   * this: the broker aborts timed-out transactions only on its cleanup pass
+   * (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default), after the
+   * partitions may have moved. So the commit goes ahead only if a heartbeat created less than half
+   * the session timeout (and half the rebalance timeout) ago was answered with success: the
+   * coordinator cannot have given the partition away since. Otherwise the transaction is aborted.
+   * What remains: a freeze between this check and the EndTxn request leaving the socket (the same
+   * synchronous stretch of code plus kafkajs's few awaits before the write).
+   */
+  private fenceCommit(now = Date.now()): void {
+    const t = this.timeouts;
+    const bound = Math.floor(Math.min(t.sessionTimeoutMs, t.rebalanceTimeoutMs) / 2);
+    const age = now - this.membershipConfirmedAt;
+    if (age > bound) throw new MembershipUnconfirmed(age, bound);
   }
 
   /** A chunk's messages as sendBatch calls whose messages per topic fit that topic's limit together. */

@@ -23,6 +23,7 @@ export class GuardMetrics {
   readonly ready: client.Gauge;
   readonly consumerCrashes: client.Counter<'restart'>;
   readonly consumerRestarts: client.Counter;
+  readonly fencedCommits: client.Counter;
   readonly consumerUp: client.Gauge;
   readonly retries: client.Counter<'topic'>;
   readonly topicMaxMessageBytes: client.Gauge<'topic'>;
@@ -63,6 +64,10 @@ export class GuardMetrics {
       labelNames: ['restart'], registers: r,
     });
     this.consumerRestarts = new client.Counter({ name: 'vqguard_consumer_restarts_total', help: 'Consumer and producer recreated by the guard after a crash', registers: r });
+    this.fencedCommits = new client.Counter({
+      name: 'vqguard_fenced_commits_total', help: 'Exactly-once: transactions aborted instead of committed because group membership was last confirmed too long ago (a pause)',
+      labelNames: ['topic'], registers: r,
+    });
     this.consumerUp = new client.Gauge({ name: 'vqguard_consumer_up', help: '0 while the consumer is dead (crashed, not yet recreated); /healthz fails meanwhile', registers: r });
     this.consumerUp.set(1);
     this.retries = new client.Counter({ name: 'vqguard_processing_retries_total', help: 'Micro-batches or records whose processing failed and was tried again', labelNames: ['topic'], registers: r });

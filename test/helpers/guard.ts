@@ -278,7 +278,12 @@ export interface CliChild {
 }
 
 export function startCli(configFile: string, env: Record<string, string>): CliChild {
-  const proc = spawn(process.execPath, ['bin/vqguard.mjs', 'run', '--config', configFile, '--http-port', '0'], {
+  return startChild(['bin/vqguard.mjs', 'run', '--config', configFile, '--http-port', '0'], env);
+}
+
+/** A node child process in the repository (args after `node`), with the CliChild helpers. */
+export function startChild(args: string[], env: Record<string, string>): CliChild {
+  const proc = spawn(process.execPath, args, {
     cwd: REPO,
     env: { ...process.env, VQGUARD_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
