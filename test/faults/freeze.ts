@@ -108,7 +108,7 @@ async function main(): Promise<number> {
         await start(i);
       }
       const s = parseMetrics((await httpGet(ports[i]!, '/metrics')).body).samples;
-      log(`freeze ${f + 1}: ${outcome} after ${ms} ms; ${'AB'[i]} crashes=${metricSum(s, 'vqguard_consumer_crashes_total')} restarts=${metricSum(s, 'vqguard_consumer_restarts_total')}`);
+      log(`freeze ${f + 1}: ${outcome} after ${ms} ms; ${'AB'[i]} crashes=${metricSum(s, 'vqguard_consumer_crashes_total')} restarts=${metricSum(s, 'vqguard_consumer_restarts_total')} fencedCommits=${metricSum(s, 'vqguard_fenced_commits_total')}`);
     }
     await producing;
     log(`all ${N} produced; waiting for every answer`);
