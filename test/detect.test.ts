@@ -146,3 +146,20 @@ test('calibration files are schema-checked: every shipped one loads, a malformed
   assert.throws(() => loadCalibration(write({ ...good, format: 'x' })), /unsupported format "x"/);
   assert.throws(() => loadCalibration(join(dir, 'c.json') + 'x'), /does not exist/);
 });
+
+test('reconstruction errors reduced as tensor ops (the WebGPU path) equal the per-image JS ones, any size and grid', async () => {
+  const { tf } = await import('../src/backend/tf.ts');
+  const { reconErrorsTensor } = await import('../src/detect/detector.ts');
+  const rnd = mulberry32(5);
+  for (const [n, h, w, c, k] of [[3, 28, 28, 1, 2], [2, 28, 28, 1, 3], [2, 5, 7, 3, 4], [1, 24, 24, 3, 4], [2, 9, 4, 1, 2]] as const) {
+    const size = h * w * c;
+    const x = Float32Array.from({ length: n * size }, () => rnd());
+    const px = Float32Array.from({ length: n * size }, () => rnd());
+    const got = tf.tidy(() => reconErrorsTensor(tf.tensor4d(x, [n, h, w, c]), tf.tensor4d(px, [n, h, w, c]), k).arraySync());
+    for (let i = 0; i < n; i++) {
+      const a = x.subarray(i * size, (i + 1) * size), b = px.subarray(i * size, (i + 1) * size);
+      const want = [reconError(a, b), worstTileError(a, b, h, w, c, k)];
+      for (let j = 0; j < 2; j++) assert.ok(Math.abs(got[i]![j]! - want[j]!) < 1e-5, `${n}x${h}x${w}x${c} k=${k} image ${i} score ${j}: ${got[i]![j]} vs ${want[j]}`);
+    }
+  }
+});

@@ -8,7 +8,7 @@ import { measureBatchLimit, runChunked, type BatchLimit } from '../backend/webgp
 import { Classifier } from './classifier.ts';
 import { bundleScoring, type ScoringClassifier } from './scoringClassifier.ts';
 import type { Pipeline } from '../purify/pipeline.ts';
-import { argmax, baseScores, softmax, BASE_SCORES } from './scores.ts';
+import { argmax, baseScores, logitScores, softmax, BASE_SCORES } from './scores.ts';
 import { combinedScore } from './combine.ts';
 import type { Calibration } from './calibration.ts';
 import type { Verdict } from '../records/avro.ts';
@@ -125,19 +125,45 @@ export class Detector {
     if (!asyncReadOnly()) return this.raw(x);
     const [n, h, w, c] = x.shape;
     const limit = await this.batchLimit(h, w, c);
+    // On the GPU: the reconstruction errors are reduced there (tensor ops), so only the logits, the
+    // primary pipeline's output (it is republished) and two numbers per image and pipeline come
+    // back; the input itself and the other pipelines' outputs are never read back.
     const parts = await runChunked(n, limit, async (start, count) => {
-      const { logitsB, outs } = tf.tidy(() => this.forwardTensors(count === n ? x : (tf.slice(x, [start, 0, 0, 0], [count, h, w, c]) as Tensor4D)));
+      const { logitsB, outs, errs } = tf.tidy(() => {
+        const xs = count === n ? x : (tf.slice(x, [start, 0, 0, 0], [count, h, w, c]) as Tensor4D);
+        const f = this.forwardTensors(xs);
+        return { ...f, errs: f.outs.map((o) => reconErrorsTensor(xs, o.px, this.tileGrid)) };
+      });
       try {
-        const all = (await Promise.all([logitsB.data(), ...outs.flatMap((o) => [o.px.data(), o.logits.data()])])) as Float32Array[];
-        return { lb: all[0]!, outs: outs.map((_, j) => ({ px: all[1 + 2 * j]!, la: all[2 + 2 * j]! })) };
+        const all = (await Promise.all([logitsB.data(), outs[0]!.px.data(), ...outs.map((o) => o.logits.data()), ...errs.map((e) => e.data())])) as Float32Array[];
+        const m = outs.length;
+        return { lb: all[0]!, px: all[1]!, las: all.slice(2, 2 + m), errs: all.slice(2 + m) };
       } finally {
-        tf.dispose([logitsB, ...outs.flatMap((o) => [o.px, o.logits])]);
+        tf.dispose([logitsB, ...outs.flatMap((o) => [o.px, o.logits]), ...errs]);
       }
     });
-    const xv = (await x.data()) as Float32Array;
     const lb = concat(parts.map((p) => p.lb));
-    const outData = this.pipelines.map((_, j) => ({ px: concat(parts.map((p) => p.outs[j]!.px)), la: concat(parts.map((p) => p.outs[j]!.la)) }));
-    return this.scoresFrom(x.shape, xv, lb, outData, n);
+    const outData = this.pipelines.map((_, j) => ({ la: concat(parts.map((p) => p.las[j]!)), errs: concat(parts.map((p) => p.errs[j]!)) }));
+    return this.scoresFromErrors(lb, concat(parts.map((p) => p.px)), outData, n);
+  }
+
+  /** Scores when the reconstruction errors were reduced on the device: errs = [recon, reconWorstTile] per image. */
+  private scoresFromErrors(lb: Float32Array, purified: Float32Array, outData: { la: Float32Array; errs: Float32Array }[], n: number): RawScores {
+    const k = lb.length / n;
+    const res: RawScores = { scores: [], labelBefore: [], labelAfter: [], confidenceBefore: [], confidenceAfter: [], purified };
+    for (let i = 0; i < n; i++) {
+      const zb = lb.subarray(i * k, (i + 1) * k);
+      const scores: Record<string, number> = {};
+      this.pipelines.forEach((p, j) => {
+        const o = outData[j]!;
+        const s = logitScores(zb, o.la.subarray(i * k, (i + 1) * k), this.options.temperature);
+        const all = { ...s, recon: o.errs[2 * i]!, reconWorstTile: o.errs[2 * i + 1]! };
+        for (const name of BASE_SCORES) scores[scoreKey(p.name, name, this.multi)] = all[name];
+      });
+      pushLabels(res, zb, outData[0]!.la.subarray(i * k, (i + 1) * k));
+      res.scores.push(scores);
+    }
+    return res;
   }
 
   /** A classifier that runs only asynchronously (ONNX): pipelines on the backend, the classifier through its own runtime. */
@@ -179,14 +205,8 @@ export class Detector {
         });
         for (const [name, v] of Object.entries(s)) scores[scoreKey(p.name, name, this.multi)] = v;
       });
-      const pb = softmax(zb);
-      const pa = softmax(outData[0]!.la.subarray(i * k, (i + 1) * k));
-      const lbI = argmax(pb), laI = argmax(pa);
       res.scores.push(scores);
-      res.labelBefore.push(lbI);
-      res.labelAfter.push(laI);
-      res.confidenceBefore.push(pb[lbI]!);
-      res.confidenceAfter.push(pa[laI]!);
+      pushLabels(res, zb, outData[0]!.la.subarray(i * k, (i + 1) * k));
     }
     return res;
   }
@@ -217,6 +237,41 @@ export class Detector {
     if (!this.calibration) throw new Error('this detector has no calibration: run `vqguard calibrate` first');
     return this.calibration;
   }
+}
+
+function pushLabels(res: RawScores, zb: ArrayLike<number>, za: ArrayLike<number>): void {
+  const pb = softmax(zb);
+  const pa = softmax(za);
+  const lbI = argmax(pb), laI = argmax(pa);
+  res.labelBefore.push(lbI);
+  res.labelAfter.push(laI);
+  res.confidenceBefore.push(pb[lbI]!);
+  res.confidenceAfter.push(pa[laI]!);
+}
+
+/**
+ * recon and reconWorstTile (scores.ts) of every image as tensor ops on the backend: [N, 2].
+ * Tiles are ceil(H/k) x ceil(W/k) as in worstTileError; the input is zero-padded to k tiles each
+ * way and every tile's sum divided by its real pixel count (an empty tile scores 0).
+ */
+export function reconErrorsTensor(x: Tensor4D, px: Tensor4D, k: number): Tensor2D {
+  return tf.tidy(() => {
+    const [n, h, w, c] = x.shape;
+    const d = tf.squaredDifference(x, px) as Tensor4D;
+    const recon = tf.mean(d, [1, 2, 3]);
+    const th = Math.ceil(h / k), tw = Math.ceil(w / k);
+    const padded = th * k === h && tw * k === w ? d : tf.pad(d, [[0, 0], [0, th * k - h], [0, tw * k - w], [0, 0]]);
+    const sums = tf.sum(tf.reshape(padded, [n, k, th, k, tw, c]), [2, 4, 5]);
+    const counts: number[] = [];
+    for (let ty = 0; ty < k; ty++) {
+      for (let tx = 0; tx < k; tx++) {
+        const rows = Math.max(0, Math.min(h, (ty + 1) * th) - ty * th), cols = Math.max(0, Math.min(w, (tx + 1) * tw) - tx * tw);
+        counts.push(Math.max(1, rows * cols * c));
+      }
+    }
+    const worst = tf.max(tf.reshape(tf.div(sums, tf.tensor2d(counts, [k, k])), [n, k * k]), 1);
+    return tf.stack([recon, worst], 1) as Tensor2D;
+  });
 }
 
 function concat(parts: Float32Array[]): Float32Array {

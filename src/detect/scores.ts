@@ -101,12 +101,15 @@ export interface ScoreInputs {
   temperature: number;
 }
 
+/** The scores that need only the logits before and after. */
+export function logitScores(before: ArrayLike<number>, after: ArrayLike<number>, temperature: number): Record<'labelFlip' | 'l1' | 'js', number> {
+  const pb = softmax(before), pa = softmax(after);
+  return { labelFlip: labelFlip(pb, pa), l1: l1Distance(pb, pa), js: jsFromLogits(before, after, temperature) };
+}
+
 export function baseScores(s: ScoreInputs): Record<BaseScore, number> {
-  const pb = softmax(s.logitsBefore), pa = softmax(s.logitsAfter);
   return {
-    labelFlip: labelFlip(pb, pa),
-    l1: l1Distance(pb, pa),
-    js: jsFromLogits(s.logitsBefore, s.logitsAfter, s.temperature),
+    ...logitScores(s.logitsBefore, s.logitsAfter, s.temperature),
     recon: reconError(s.image, s.purified),
     reconWorstTile: worstTileError(s.image, s.purified, s.height, s.width, s.channels, s.tileGrid),
   };
