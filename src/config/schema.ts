@@ -236,6 +236,44 @@ const consumerSchema = z
   .default({});
 // --- end consumer --------------------------------------------------------------------------------
 
+// --- Confluent Schema Registry (issue 18; client: src/records/registry.ts) ----------------------
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+/** Basic (username + password) or bearer-token authentication; secrets only from a file or the environment. */
+const registryAuthSchema = z
+  .object({
+    username: z.string().min(1).optional(),
+    passwordFile: path.optional(),
+    passwordEnv: envName.optional(),
+    tokenFile: path.optional(),
+    tokenEnv: envName.optional(),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    const issue = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+    const password = [a.passwordFile, a.passwordEnv].filter((x) => x !== undefined).length;
+    const token = [a.tokenFile, a.tokenEnv].filter((x) => x !== undefined).length;
+    if (a.username !== undefined && token) issue('give either username with passwordFile or passwordEnv (basic), or tokenFile or tokenEnv (bearer), not both');
+    else if (a.username !== undefined && password !== 1) issue('basic authentication: give username and exactly one of passwordFile, passwordEnv');
+    else if (a.username === undefined && password) issue('passwordFile and passwordEnv need username');
+    else if (a.username === undefined && token !== 1) issue('give username with passwordFile or passwordEnv (basic), or exactly one of tokenFile, tokenEnv (bearer)');
+  });
+
+export const SUBJECT_STRATEGIES = ['TopicNameStrategy', 'RecordNameStrategy', 'TopicRecordNameStrategy'] as const;
+export type SchemaRegistryConfig = z.infer<typeof schemaRegistrySchema>;
+const schemaRegistrySchema = z
+  .object({
+    url: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//i.test(u), 'expected an http(s) URL')
+      .refine((u) => !/^https?:\/\/[^/]*@/i.test(u), 'no credentials in the URL: use auth (passwordEnv, tokenEnv, ...)'),
+    auth: registryAuthSchema.optional(),
+    subjectStrategy: z.enum(SUBJECT_STRATEGIES).default('TopicNameStrategy'),
+    timeoutMs: posInt.max(120_000).default(5000),
+  })
+  .strict();
+// --- end Schema Registry -------------------------------------------------------------------------
+
 const thresholdsSchema = z
   .record(z.number().finite())
   .refine((t) => Object.keys(t).length > 0, `give at least one threshold (${SCORE_NAMES.join(', ')})`);
@@ -260,6 +298,8 @@ const topicSchema = z
     maxBatchSize: posInt.default(64),
     maxBatchWaitMs: nonNegInt.default(20),
     image: imageSchema,
+    // Confluent Schema Registry: framed Avro in (writer schema by id), framed Avro out.
+    schemaRegistry: schemaRegistrySchema.optional(),
   })
   .strict()
   .superRefine((t, ctx) => {

@@ -190,7 +190,9 @@ export class Guard {
   }
 
   readiness() {
-    const checks = { brokerConnected: this.runner.brokerReachable(), modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
+    const checks: Record<string, boolean> = { brokerConnected: this.runner.brokerReachable(), modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
+    // Schema Registry topics: false while the registry cannot be reached (records wait; see src/records/registry.ts).
+    if (this.runtimes.some((rt) => rt.registry)) checks.schemaRegistry = this.runtimes.every((rt) => rt.registry?.available !== false);
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 

@@ -17,6 +17,7 @@ import { headersAsStrings, parseInput } from '../records/input.ts';
 import { decodeImage, encodeImage, mimeType, type OutputImageFormat } from '../image/decode.ts';
 import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert, type DeadLetterInput } from '../records/avro.ts';
 import { cleanDetail, type ReasonCode } from '../records/reasons.ts';
+import { FRAME_BYTES, frameValue, type OutputSchemaIds } from '../records/registry.ts';
 import type { TopicRuntime } from './topicRuntime.ts';
 import type { GuardInput } from '../records/input.ts';
 import type { Verdict } from '../detect/detector.ts';
@@ -118,10 +119,18 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   const outcomes = new Map<InMessage, Outcome>();
   const dead = (m: InMessage, id: string | null, reason: ReasonCode, detail: string, alert?: Alert) => outcomes.set(m, { kind: 'dead', m, id, reason, detail, ...(alert ? { alert } : {}) });
 
+  // Schema Registry (src/records/registry.ts): output schema ids, writer schemas of framed input.
+  // An unreachable registry throws SchemaRegistryUnavailable: the runner retries, nothing is dead-lettered.
+  const schemaIds = rt.registry ? await rt.registry.outputIds() : undefined;
+  const writers = rt.registry && s.format !== 'raw' ? await rt.registry.writers(messages.map((m) => m.value)) : [];
+
   // 1. Decode: parse, then decode the images (sharp runs on its own thread pool: in parallel).
-  const parsedAll = messages.map((m) => {
+  const parsedAll = messages.map((m, i) => {
     try {
-      return { m, parsed: parseInput({ value: m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp }, s.format, { fallbackId: `${topic}-${partition}-${m.offset}`, now: clock }) };
+      const w = writers[i];
+      if (w && !w.ok) return { m, parsed: w };
+      const opts = { fallbackId: `${topic}-${partition}-${m.offset}`, now: clock, ...(w ? { avro: { writerSchema: w.writer } } : {}) };
+      return { m, parsed: parseInput({ value: w ? w.body : m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp }, w ? 'avro' : s.format, opts) };
     } catch (e) {
       return { m, parsed: { ok: false as const, reason: 'bad_avro' as const, detail: `cannot read the record: ${errText(e)}` } };
     }
@@ -215,7 +224,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   }
   lap('encode');
   const ordered = messages.map((m) => outcomes.get(m)!);
-  return assemble(ordered, { topic, partition, deadLetter: s.deadLetter, output: s.output, alerts: s.alerts }, { maxBytes: opts.maxBytes, now: clock }, stageMs);
+  return assemble(ordered, { topic, partition, deadLetter: s.deadLetter, output: s.output, alerts: s.alerts, schemaIds }, { maxBytes: opts.maxBytes, now: clock }, stageMs);
 }
 
 export interface ChunkTopics {
@@ -224,6 +233,8 @@ export interface ChunkTopics {
   output: string;
   deadLetter: string;
   alerts: string;
+  /** Schema Registry ids: values sent to these topics are framed (magic byte 0 + id). */
+  schemaIds?: OutputSchemaIds;
 }
 
 /**
@@ -237,14 +248,17 @@ export function assemble(
   stageMs: ChunkResult['stageMs'] = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 },
 ): ChunkResult {
   const now = o.now ?? Date.now;
-  const limit = (topic: string) => (o.maxBytes ? o.maxBytes(topic) : Infinity);
+  const ids = t.schemaIds;
+  // A framed value is FRAME_BYTES longer: fit the unframed message to the limit less that.
+  const limit = (topic: string) => (o.maxBytes ? o.maxBytes(topic) : Infinity) - (ids ? FRAME_BYTES : 0);
+  const framed = (m: OutMessage, id: number | undefined): OutMessage => (id === undefined ? m : { ...m, value: frameValue(id, m.value) });
   const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [], stageMs, outcomes };
   const deadMsg = (oc: { m: InMessage; id: string | null; reason: ReasonCode; detail: string }) => {
     const { msg, truncated } = fitDeadLetter(
       { id: oc.id, reason: oc.reason, detail: oc.detail, original: oc.m.value ?? Buffer.alloc(0), headers: headersAsStrings(oc.m.headers), topic: t.topic, partition: t.partition, offset: oc.m.offset, at: now() },
       limit(t.deadLetter),
     );
-    push(res.out, t.deadLetter, msg);
+    push(res.out, t.deadLetter, framed(msg, ids?.deadLetter));
     res.deadLetters.push({ id: oc.id, reason: oc.reason, offset: oc.m.offset, ...(truncated ? { truncated } : {}) });
     res.timestamps.push(Number(oc.m.timestamp));
   };
@@ -253,7 +267,7 @@ export function assemble(
       const msg = fitAlert(oc.alert, limit(t.alerts), `${t.topic}/${t.partition}/${oc.m.offset}`);
       if (msg) {
         res.alerts.push(oc.alert);
-        push(res.out, t.alerts, msg);
+        push(res.out, t.alerts, framed(msg, ids?.alerts));
       }
     }
     if (oc.kind === 'dead') {
@@ -266,7 +280,7 @@ export function assemble(
       deadMsg({ m: oc.m, id: oc.id, reason: 'output_too_large', detail: `the output (${need} bytes) does not fit topic ${t.output} (max ${limit(t.output)} bytes per message)` });
       continue;
     }
-    push(res.out, t.output, msg);
+    push(res.out, t.output, framed(msg, ids?.output));
     res.outputs.push({ id: oc.id, flagged: oc.flagged, offset: oc.m.offset, label: oc.label, verdict: oc.verdict });
     res.timestamps.push(Number(oc.m.timestamp));
   }

@@ -32,6 +32,7 @@ import { assemble, BATCH_OVERHEAD, messageBytes, processChunk, type ChunkResult,
 import type { TopicRuntime } from './topicRuntime.ts';
 import { CONSUMER_DEFAULTS, type ConsumerConfig } from '../config/schema.ts';
 import { cleanDetail } from '../records/reasons.ts';
+import { SchemaRegistryUnavailable } from '../records/registry.ts';
 
 export interface RunnerOptions {
   kafka: Kafka;
@@ -468,7 +469,9 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     let r: ChunkResult;
     try {
       await this.opts.inject?.beforeProcess?.(topic, partition, part);
-      r = await processChunk(rt, topic, partition, part, Date.now, { maxBytes: this.maxBytes, steps: this.opts.inject?.steps });
+      const done = await this.processAwaitingRegistry(p, consumer, rt, topic, partition, part);
+      if (!done) return false;
+      r = done;
     } catch (e) {
       const error = cleanDetail(errMessage(e), 300);
       const attempt = keys.map((k) => this.failures.get(k) ?? 0).reduce((a, b) => Math.max(a, b), 0) + 1;
@@ -478,7 +481,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
         this.emit('poison', { topic, partition, offset: m.offset, attempts: attempt, error });
         r = assemble(
           [{ kind: 'dead', m, id: m.key?.length ? m.key.toString('utf8').slice(0, 200) : null, reason: 'poison', detail: `processing failed ${attempt} times in a row: ${error}` }],
-          { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts },
+          { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts, schemaIds: rt.registry?.ids },
           { maxBytes: this.maxBytes },
         );
       } else {
@@ -521,6 +524,25 @@ export class Runner extends EventEmitter<RunnerEventMap> {
   }
 
   /**
+   * processChunk, waiting out a Schema Registry outage: the micro-batch is retried with backoff
+   * (up to 5 s apart, heartbeating), not counted against its records (no poison, no dead letters,
+   * no commit). Undefined when the batch was abandoned meanwhile (stopping, stale, replaced).
+   */
+  private async processAwaitingRegistry(p: EachBatchPayload, consumer: Consumer, rt: TopicRuntime, topic: string, partition: number, part: InMessage[]): Promise<ChunkResult | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await processChunk(rt, topic, partition, part, Date.now, { maxBytes: this.maxBytes, steps: this.opts.inject?.steps });
+      } catch (e) {
+        if (!(e instanceof SchemaRegistryUnavailable)) throw e;
+        this.emit('retry', { topic, partition, offsets: part.map((x) => x.offset), attempt, error: cleanDetail(e.message, 300) });
+        await sleep(Math.min(250 * 2 ** Math.min(attempt - 1, 10), 5000));
+        if (!p.isRunning() || p.isStale() || consumer !== this._consumer) return undefined;
+        await p.heartbeat().catch(() => {});
+      }
+    }
+  }
+
+  /**
    * Delivers a micro-batch; when the broker refuses a message as too large, re-reads the topics'
    * limits (halving the refusing topics' if they did not change), refits and tries again, so only
    * the records that do not fit become dead letters (truncated if need be).
@@ -556,7 +578,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
         for (const t of involved) if (this.maxBytes(t) >= before.get(t)!) this.shrink.set(t, (this.shrink.get(t) ?? 1) / 2);
         this.emit('too-large', { topic, partition, error: errMessage(e), limits: Object.fromEntries(involved.map((t) => [t, this.maxBytes(t)])) });
         const s = rt.settings;
-        r = assemble(r.outcomes, { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts }, { maxBytes: this.maxBytes }, r.stageMs);
+        r = assemble(r.outcomes, { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts, schemaIds: rt.registry?.ids }, { maxBytes: this.maxBytes }, r.stageMs);
       }
     }
   }
