@@ -88,7 +88,8 @@ cmd_start() {
   [ -n "$port" ] || port=$(free_port)
   local url="http://127.0.0.1:$port/apis/ccompat/v7"
   # Quarkus reads HTTP_PORT (the registry's application.properties); bind to loopback only.
-  HTTP_PORT=$port nohup java -Xms64m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
+  # In-memory H2 with a 30 s lock timeout (H2's 1 s default fails concurrent first registrations on a loaded machine).
+  HTTP_PORT=$port REGISTRY_DATASOURCE_URL='jdbc:h2:mem:registry_db;LOCK_TIMEOUT=30000' nohup java -Xms64m -Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
     -Dquarkus.http.host=127.0.0.1 -jar "$JAR" >"$RUN/registry.log" 2>&1 &
   echo $! >"$RUN/registry.pid"
   echo "$url" >"$RUN/url"

@@ -221,7 +221,7 @@ function decodeWith<T>(reader: AvroType, name: string, buf: Buffer, opts: Decode
         return {
           ok: false,
           reason: 'schema_mismatch',
-          detail: `${name}: looks like Confluent Schema Registry framing (magic byte 0, schema id ${buf.readUInt32BE(1)}); vqguard reads plain Avro binary without the 5-byte prefix`,
+          detail: `${name}: looks like Confluent Schema Registry framing (magic byte 0, schema id ${buf.readUInt32BE(1)}); set the topic's schemaRegistry to read framed records (src/records/registry.ts)`,
         };
       }
     }

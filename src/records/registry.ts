@@ -303,7 +303,10 @@ export class TopicSchemaRegistry {
       const s = registeredSchema(name);
       return this.client.register(subjectName(strategy, topic, s.fullName), s.text);
     };
-    const [output, alerts, deadLetter] = await Promise.all([reg(this.topics.output, 'GuardedImage'), reg(this.topics.alerts, 'Alert'), reg(this.topics.deadLetter, 'DeadLetter')]);
+    // One after the other: three requests, once per topic; no need to load the registry with concurrent writes.
+    const output = await reg(this.topics.output, 'GuardedImage');
+    const alerts = await reg(this.topics.alerts, 'Alert');
+    const deadLetter = await reg(this.topics.deadLetter, 'DeadLetter');
     this.ids = { output, alerts, deadLetter };
     return this.ids;
   }
