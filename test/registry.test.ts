@@ -14,7 +14,10 @@ import { getTestRegistry, registerSchema, schemaText, type TestRegistry } from '
 import { ConfigError, parseConfig } from '../src/config/schema.ts';
 import { Guard, createLogger } from '../src/consumer/guard.ts';
 import { imageRecordType } from '../src/records/avro.ts';
-import { frameValue, parseFrame, SchemaRegistryClient, SchemaRegistryUnavailable, subjectName, TopicSchemaRegistry, registeredSchema } from '../src/records/registry.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { frameValue, parseFrame, registryAuthorization, SchemaRegistryClient, SchemaRegistryUnavailable, subjectName, TopicSchemaRegistry, registeredSchema } from '../src/records/registry.ts';
 import { freePort } from '../tools/localBroker.ts';
 import type { SampleRecord } from '../src/sample/produceSample.ts';
 
@@ -77,6 +80,19 @@ describe('schemaRegistry config', () => {
     assert.match(text, /schemaRegistry: unknown key "timeoutMS" \(did you mean "timeoutMs"\?\)/);
     assert.match(problems({ url: 'http://r', auth: { username: 'u' } }).join('\n'), /basic authentication: give username and exactly one of passwordFile, passwordEnv/);
     assert.match(problems({ url: 'http://r', auth: { password: 'inline' } }).join('\n'), /unknown key "password"/, 'no inline secrets');
+  });
+});
+
+describe('schemaRegistry.auth secrets', () => {
+  const s = (auth: Record<string, string>) => ({ url: 'http://r', subjectStrategy: 'TopicNameStrategy' as const, timeoutMs: 1000, auth });
+  test('basic from the environment, bearer from a file (one trailing newline trimmed); a missing secret is named, never shown', () => {
+    assert.equal(registryAuthorization(s({ username: 'guard', passwordEnv: 'SR_PW' }), { env: { SR_PW: 'p:w' } }), `Basic ${Buffer.from('guard:p:w').toString('base64')}`);
+    const dir = mkdtempSync(join(tmpdir(), 'vqguard-sr-'));
+    writeFileSync(join(dir, 'token'), 'tok-123\n');
+    assert.equal(registryAuthorization(s({ tokenFile: 'token' }), { baseDir: dir }), 'Bearer tok-123');
+    assert.throws(() => registryAuthorization(s({ tokenEnv: 'SR_TOKEN' }), { env: {} }), /schemaRegistry\.auth\.tokenEnv: environment variable SR_TOKEN is not set/);
+    assert.throws(() => registryAuthorization(s({ username: 'u', passwordFile: 'nope' }), { baseDir: dir }), /schemaRegistry\.auth\.passwordFile: cannot read .*nope \(ENOENT\)/);
+    assert.equal(registryAuthorization({ url: 'http://r', subjectStrategy: 'TopicNameStrategy', timeoutMs: 1000 }), undefined);
   });
 });
 

@@ -187,7 +187,10 @@ export class SchemaRegistryClient {
       p.then(
         (r) => {
           if (!(r instanceof avro.Type)) this.byId.delete(id);
-          if (!(r instanceof avro.Type) && r.reason === 'unknown_schema') this.unknownAt.set(id, Date.now());
+          if (!(r instanceof avro.Type) && r.reason === 'unknown_schema') {
+            if (this.unknownAt.size >= 10_000) this.unknownAt.clear(); // hostile input: random ids stay bounded
+            this.unknownAt.set(id, Date.now());
+          }
         },
         () => this.byId.delete(id),
       );
