@@ -29,15 +29,16 @@ function hasProblem(list: string[], re: RegExp): void {
 
 test('examples/guard.yaml loads with every default filled in', () => {
   const c = loadConfig('examples/guard.yaml', { env: {} });
-  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard', autoOffsetReset: 'earliest' });
+  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard', autoOffsetReset: 'earliest', checkTopics: true });
+  assert.deepEqual(c.producer, { compression: 'none' });
   assert.equal(c.transactions, false);
   assert.deepEqual(c.http, { port: 9464, host: '0.0.0.0' });
   assert.equal(c.alerts.topic, 'vqguard.alerts');
   assert.equal(c.topics.length, 1);
   const t = c.topics[0]!;
   assert.deepEqual(
-    [t.input, t.format, t.pipelines, t.models, t.action, t.output, t.deadLetter, t.alerts, t.maxBatchSize, t.maxBatchWaitMs],
-    ['images.raw', 'auto', ['split2>full'], 'models/mnist', 'forward-cleaned', 'images.clean', 'images.dlq', 'vqguard.alerts', 64, 20],
+    [t.input, t.format, t.pipelines, t.models, t.action, t.output, t.deadLetter, t.deadLetterFormat, t.alerts, t.maxBatchSize, t.maxBatchWaitMs],
+    ['images.raw', 'auto', ['split2>full'], 'models/mnist', 'forward-cleaned', 'images.clean', 'images.dlq', 'avro', 'vqguard.alerts', 64, 20],
   );
   assert.deepEqual(t.image, {
     maxBytes: 1048576, maxPixels: 4194304, formats: ['png', 'jpeg', 'webp', 'gif', 'tiff'], colour: 'grey', width: 28, height: 28,

@@ -14,6 +14,7 @@ import type { AttackName } from '../attacks/attacks.ts';
 import { parseEps, parseList } from './eval.ts';
 import { formatTable, markdownTable } from '../report/table.ts';
 import { rocChart, writeChart } from '../report/plot.ts';
+import { epochBar } from '../train/progress.ts';
 
 const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v)];
 
@@ -25,7 +26,7 @@ export function registerDetect(program: Command): void {
     .addOption(modelsOption())
     .option('--pipeline <p>', pipelineHelp('pipeline (repeat or comma-separate for several)'), collectList, [])
     .option('--fpr <x>', 'target false-positive rate', '0.01')
-    .option('--temperature <T>', 'softmax temperature of the JS score', '10')
+    .option('--temperature <x>', 'softmax temperature of the JS score', '10')
     .option('--samples <n>', 'clean validation images to use', '1000')
     .option('--out <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
     .action(async (o: Record<string, string | string[]>) => {
@@ -39,7 +40,9 @@ export function registerDetect(program: Command): void {
       const det = new Detector(reg.scoring(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
       const attackModel = reg.attackModel();
       process.stderr.write(`calibration attacks: ${attackModel.describe}\n`);
-      const { clean, attacked } = await calibrationScores(det, set, 100, attackModel.logits);
+      const bar = epochBar('calibrate', set.n);
+      const { clean, attacked } = await calibrationScores(det, set, 100, attackModel.logits, (d) => bar.update(d, {}));
+      bar.stop();
       const fpr = Number(o.fpr);
       const fprs = [...new Set([fpr, 0.01, 0.05])];
       const versions: Record<string, string> = {};
@@ -80,7 +83,10 @@ export function registerDetect(program: Command): void {
       checkModelsFitDataset(reg, data);
       const det = new Detector(reg.scoring(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
       const attackModel = reg.attackModel();
-      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)), 200, attackModel.logits);
+      const epsList = parseEps(String(o.eps));
+      const bar = epochBar('detect-eval', set.n * (1 + epsList.length), process.stderr.isTTY === true && !o.json);
+      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, epsList, 200, attackModel.logits, (d) => bar.update(d, {}));
+      bar.stop();
       const result = { dataset: data.name, samples: set.n, pipelines, threat: attackModel.describe, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };
       if (o.report) {
         const dir = String(o.report);

@@ -92,7 +92,15 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
+/**
+ * Exit codes (README "Exit codes"): 2 usage (commander), 78 configuration (EX_CONFIG: an invalid
+ * config file, missing model bundles, missing topics), 3 consumer could not be recreated, 1 any
+ * other runtime error. An error carrying a numeric `exitCode` (ConfigError, MissingTopicsError) sets it.
+ */
+export const EXIT_CONFIG = 78;
+
 main(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  const code = (err as { exitCode?: unknown } | null)?.exitCode;
+  process.exit(typeof code === 'number' && Number.isInteger(code) && code > 0 ? code : err instanceof Error && err.name === 'ConfigError' ? EXIT_CONFIG : 1);
 });
