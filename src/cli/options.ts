@@ -57,6 +57,9 @@ const RANGES: Record<string, [number, number]> = {
   adversarialEps: [0, 1],
   dropout: [0, 1],
   timeout: [0, 86_400],
+  limit: [1, Number.MAX_SAFE_INTEGER],
+  temperature: [0.001, 1000],
+  fpr: [0, 1],
 };
 
 export function checkNumericOptions(cmd: Command): void {
