@@ -11,7 +11,7 @@ import { checkNumericOptions } from './options.ts';
 type Register = (program: Command) => void;
 
 /** Commands that never compute: no backend is chosen for them (they must stay light). */
-const NO_BACKEND = new Set(['config']);
+const NO_BACKEND = new Set(['config', 'dlq']);
 
 /** The `backend` key of a --config file, if the command has one (the full check comes later). */
 async function configBackend(file: unknown): Promise<string | undefined> {

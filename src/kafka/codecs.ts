@@ -11,7 +11,7 @@
  * A codec whose package is missing (an install without a C++ toolchain) is a configuration error.
  */
 import { createRequire } from 'node:module';
-import { CompressionCodecs, CompressionTypes } from 'kafkajs';
+import kafkajs, { CompressionTypes } from 'kafkajs';
 import type { Compression } from '../config/schema.ts';
 
 const require = createRequire(import.meta.url);
@@ -55,7 +55,8 @@ function load(name: 'snappy' | 'lz4' | 'zstd'): () => Codec {
 export function useCompression(c: Compression): CompressionTypes {
   if (c === 'none' || c === 'gzip') return COMPRESSION_TYPE[c];
   const type = COMPRESSION_TYPE[c];
-  const table = CompressionCodecs as unknown as Record<number, (() => Codec) | undefined>;
+  // CompressionCodecs: kafkajs's codec table (its CommonJS build does not export it by name to ESM).
+  const table = (kafkajs as unknown as { CompressionCodecs: Record<number, (() => Codec) | undefined> }).CompressionCodecs;
   if (!table[type]) {
     try {
       table[type] = load(c);
