@@ -48,6 +48,8 @@ function load(name: 'snappy' | 'lz4' | 'zstd'): () => Codec {
   return () => inst.codec();
 }
 
+const registered = new Set<Compression>();
+
 /**
  * Registers the codec for `c` with kafkajs (once) and returns its CompressionTypes value.
  * Throws an error naming the package when it cannot be loaded.
@@ -57,9 +59,11 @@ export function useCompression(c: Compression): CompressionTypes {
   const type = COMPRESSION_TYPE[c];
   // CompressionCodecs: kafkajs's codec table (its CommonJS build does not export it by name to ESM).
   const table = (kafkajs as unknown as { CompressionCodecs: Record<number, (() => Codec) | undefined> }).CompressionCodecs;
-  if (!table[type]) {
+  // kafkajs's table holds placeholders that throw "... compression not implemented": replace them once.
+  if (!registered.has(c)) {
     try {
       table[type] = load(c);
+      registered.add(c);
     } catch (e) {
       throw new Error(`producer.compression ${c}: its codec package ${PACKAGES[c]} cannot be loaded (${(e as Error).message.split('\n')[0]}); install it (npm install ${PACKAGES[c]}: it builds a native addon) or choose none, gzip or snappy`);
     }
