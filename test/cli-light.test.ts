@@ -92,6 +92,15 @@ test('usage errors exit 2 before any work: bad numbers, unknown options', { time
   }
 });
 
+test('calibrate does not overwrite a shipped calibration without --force (before any work)', { timeout: 120_000 }, () => {
+  const file = 'models/mnist/calibration/split2-full.json';
+  const before = readFileSync(file);
+  const r = spawnSync(process.execPath, ['bin/vqguard.mjs', 'calibrate', '--pipeline', 'split2>full', '--samples', '10'], { encoding: 'utf8', timeout: 100_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /split2-full\.json already exists: pass --force/);
+  assert.deepEqual(readFileSync(file), before);
+});
+
 test('--version is the package version', { timeout: 30_000 }, () => {
   const r = spawnSync(process.execPath, ['bin/vqguard.mjs', '--version'], { encoding: 'utf8' });
   assert.equal(r.stdout.trim(), (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version);

@@ -1,7 +1,7 @@
 /** `vqguard calibrate` and `vqguard detect-eval`. */
 import type { Command } from 'commander';
 import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDatasetAsync } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
@@ -29,9 +29,12 @@ export function registerDetect(program: Command): void {
     .option('--temperature <x>', 'softmax temperature of the JS score', '10')
     .option('--samples <n>', 'clean validation images to use', '1000')
     .option('--out <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
-    .action(async (o: Record<string, string | string[]>) => {
+    .option('--force', 'replace an existing calibration file (the model sets ship theirs)')
+    .action(async (o: Record<string, string | string[] | boolean>) => {
       const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
       const models = String(o.models);
+      const out = String(o.out ?? defaultCalibrationPath(models, pipelines));
+      if (existsSync(out) && !o.force) throw new Error(`${out} already exists: pass --force to replace it, or --out <another file>`);
       const data = await loadDatasetAsync(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.validation, Math.min(Number(o.samples), data.validation.n));
       const reg = new ModelRegistry(models);
@@ -51,7 +54,6 @@ export function registerDetect(program: Command): void {
         pipelines, temperature: Number(o.temperature), tileGrid: det.tileGrid, dataset: `${data.name} validation (${set.n})`,
         modelVersions: versions, command: commandLine(),
       });
-      const out = String(o.out ?? defaultCalibrationPath(models, pipelines));
       saveCalibration(out, cal);
       process.stdout.write(formatTable(['score', `threshold @ fpr ${fpr}`], Object.entries(cal.thresholds).map(([k, v]) => [k, v])) + `\nwritten to ${out}\n`);
       reg.dispose();

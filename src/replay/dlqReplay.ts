@@ -18,6 +18,7 @@ import { decodeDeadLetter, deadLetterType, type DeadLetter } from '../records/av
 import { headersAsStrings } from '../records/input.ts';
 import type { InMessage } from '../consumer/processChunk.ts';
 import { readRange, resolveRange } from './readRange.ts';
+import { registerAvailableCodecs } from '../kafka/codecs.ts';
 
 export interface DlqReplayOptions {
   brokers: string[];
@@ -103,6 +104,7 @@ export function readDeadLetter(m: InMessage): ReadDeadLetter | null {
 }
 
 export async function dlqReplay(o: DlqReplayOptions): Promise<DlqReplayResult> {
+  registerAvailableCodecs(); // dead letters the guard wrote compressed (producer.compression)
   const kafka = new Kafka({ clientId: o.clientId ?? 'vqguard-dlq-replay', brokers: o.brokers, logLevel: logLevel.WARN });
   const admin = kafka.admin();
   await admin.connect();
