@@ -179,3 +179,32 @@ test('file errors: unreadable file, bad YAML, duplicate keys', () => {
   writeFileSync(bad, '');
   assert.throws(() => loadConfig(bad), /the configuration is empty/);
 });
+
+test('Kafka settings (issue 18): fetch sizes, compression, checkTopics, deadLetter formats; each validated', () => {
+  const raw = clone(base) as Record<string, unknown> & { topics: Record<string, unknown>[] };
+  raw.consumer = { maxBytesPerPartition: 2_097_152, maxBytes: 20_971_520, minBytes: 1024, maxWaitTimeMs: 200 };
+  raw.producer = { compression: 'lz4' };
+  raw.kafka = { brokers: ['127.0.0.1:9092'], checkTopics: false };
+  raw.topics[0]!.deadLetter = { topic: 'images.dlq', format: 'connect' };
+  const c = parseConfig(raw, { env: {} });
+  assert.deepEqual([c.consumer.maxBytesPerPartition, c.consumer.maxBytes, c.consumer.minBytes, c.consumer.maxWaitTimeMs], [2_097_152, 20_971_520, 1024, 200]);
+  assert.deepEqual([c.producer.compression, c.kafka.checkTopics], ['lz4', false]);
+  assert.deepEqual([c.topics[0]!.deadLetter, c.topics[0]!.deadLetterFormat], ['images.dlq', 'connect']);
+  const d = parseConfig(base, { env: {} });
+  assert.deepEqual([d.consumer.maxBytesPerPartition, d.consumer.maxBytes, d.consumer.minBytes, d.consumer.maxWaitTimeMs], [1_048_576, 10_485_760, 1, undefined]);
+
+  const bad = clone(base) as Record<string, unknown> & { topics: Record<string, unknown>[] };
+  bad.consumer = { maxBytesPerPartition: 4_000_000, maxBytes: 2_000_000, minBytes: 0, maxWaitTimeMs: 5000 };
+  bad.producer = { compression: 'brotli' };
+  bad.kafka = { brokers: ['127.0.0.1:9092'], checkTopics: 'yes' };
+  bad.topics[0]!.deadLetter = { topic: 'images.dlq', format: 'json' };
+  bad.topics.push({ input: 'other', pipeline: 'full', output: 'o2', deadLetter: { topic: 'o2' } });
+  const list = problems(bad);
+  hasProblem(list, /^consumer\.maxBytesPerPartition: must be at most maxBytes \(2000000\)/);
+  hasProblem(list, /^consumer\.minBytes: /);
+  hasProblem(list, /^consumer\.maxWaitTimeMs: must be at most a third of sessionTimeoutMs/);
+  hasProblem(list, /^producer\.compression: "brotli" is not one of "none", "gzip", "snappy", "lz4", "zstd"/);
+  hasProblem(list, /^kafka\.checkTopics: expected boolean, got string/);
+  hasProblem(list, /^topics\[0\]\.deadLetter: expected a topic name, or \{ topic, format: avro \| connect \}/);
+  hasProblem(list, /^topics\[1\]\.deadLetter: must differ from output/);
+});
