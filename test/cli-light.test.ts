@@ -83,6 +83,8 @@ test('usage errors exit 2 before any work: bad numbers, unknown options', { time
     [['calibrate', '--temperature', 'hot'], /--temperature <x>' expects a number/],
     [['demo', '--timeout', '-5'], /--timeout <x>' must be between 0 and 86400/],
     [['dlq', 'replay', '--topic', 'a', '--to', 'b', '--limit', 'many'], /--limit <n>' expects a whole number/],
+    [['eval', '--eps', '0.1,abc'], /--eps <list>' expects comma-separated numbers between 0 and 1, got 'abc'/],
+    [['sweep', '--k', '100,2.5'], /--k <list>' expects comma-separated whole numbers/],
   ];
   for (const [args, re] of cases) {
     const r = spawnSync(process.execPath, ['bin/vqguard.mjs', ...args], { encoding: 'utf8', timeout: 60_000 });
