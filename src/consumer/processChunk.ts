@@ -8,7 +8,11 @@
  * Then `assemble` turns the per-record outcomes into the messages to produce, each checked against
  * the size its topic accepts (`ChunkOptions.maxBytes`): an output that does not fit becomes a
  * dead letter (`output_too_large`), an alert that does not fit loses its attributes, and a dead
- * letter that does not fit carries the first bytes of the original plus its length and sha256.
+ * letter that does not fit carries the first bytes of the original plus its length and sha256
+ * (one that cannot fit even so is marked `dropped`: logged and counted by the runner's subscribers).
+ * Outputs and alerts keep the input's key and headers, plus the verdict headers; dead letters are
+ * the Avro envelope or, with `deadLetterFormat: connect`, the original record verbatim with Kafka
+ * Connect's `__connect.errors.*` context headers.
  * Nothing is sent here. Every input message ends in exactly one output or one dead letter.
  */
 import { createHash } from 'node:crypto';
