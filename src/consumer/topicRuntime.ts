@@ -51,6 +51,6 @@ export function buildTopicRuntime(s: TopicSettings, registries: (dir: string) =>
     calibration,
     modelVersions: versions,
     channels,
-    ...(s.schemaRegistry ? { registry: new TopicSchemaRegistry(schemaRegistryClient(s.schemaRegistry, { baseDir }), { output: s.output, alerts: s.alerts, deadLetter: s.deadLetter }) } : {}),
+    ...(s.schemaRegistry ? { registry: new TopicSchemaRegistry(schemaRegistryClient(s.schemaRegistry, { baseDir }), { output: s.output, alerts: s.alerts, deadLetter: s.deadLetterFormat === 'connect' ? undefined : s.deadLetter }) } : {}),
   };
 }

@@ -270,7 +270,8 @@ export function schemaRegistryClient(s: SchemaRegistrySettings, opts: { env?: No
 export interface OutputSchemaIds {
   output: number;
   alerts: number;
-  deadLetter: number;
+  /** Absent when the dead letters are Connect-format (the original bytes, never framed). */
+  deadLetter?: number;
 }
 
 const schemaTexts = new Map<SchemaName, { text: string; fullName: string }>();
@@ -289,7 +290,8 @@ export function registeredSchema(name: SchemaName): { text: string; fullName: st
 export class TopicSchemaRegistry {
   constructor(
     readonly client: SchemaRegistryClient,
-    readonly topics: { output: string; alerts: string; deadLetter: string },
+    /** deadLetter undefined: Connect-format dead letters (not registered, not framed). */
+    readonly topics: { output: string; alerts: string; deadLetter: string | undefined },
   ) {}
 
   /** The output schema ids once registered (for refitting a micro-batch). */
@@ -309,8 +311,8 @@ export class TopicSchemaRegistry {
     // One after the other: three requests, once per topic; no need to load the registry with concurrent writes.
     const output = await reg(this.topics.output, 'GuardedImage');
     const alerts = await reg(this.topics.alerts, 'Alert');
-    const deadLetter = await reg(this.topics.deadLetter, 'DeadLetter');
-    this.ids = { output, alerts, deadLetter };
+    const deadLetter = this.topics.deadLetter === undefined ? undefined : await reg(this.topics.deadLetter, 'DeadLetter');
+    this.ids = { output, alerts, ...(deadLetter === undefined ? {} : { deadLetter }) };
     return this.ids;
   }
 
