@@ -255,7 +255,14 @@ describe('Kafka conventions on a broker with auto-create off', { timeout: 600_00
     for (const c of ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const) {
       const topic = uniqueTopic(`codec-${c}`);
       await createTopics(broker.brokers, [topic], 1);
-      const messages = Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: Buffer.from(`value ${i} `.repeat(40)), headers: { h: `v${i}` } }));
+      // Small values, plus two of 150 kB (half random, half repetitive) so a batch spans several
+      // 64 KB LZ4 blocks and several zstd windows; the broker decompresses each batch with the Java codecs.
+      const rnd = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, j) => (j * 2654435761 + seed * 97) >>> 24));
+      const messages = Array.from({ length: 50 }, (_, i) => ({
+        key: `k${i}`,
+        value: i === 10 || i === 30 ? Buffer.concat([rnd(75_000, i), Buffer.from(`value ${i} `.repeat(7500))]) : Buffer.from(`value ${i} `.repeat(40)),
+        headers: { h: `v${i}` },
+      }));
       await send(topic, messages, c);
       const got: Collected[] = await collect(broker.brokers, [topic], (g) => g.length >= 50, { timeoutMs: 60_000 });
       assert.deepEqual(got.map((m) => [m.key, m.value.toString(), m.headers.h]), messages.map((m) => [m.key, m.value.toString(), m.headers.h]), c);

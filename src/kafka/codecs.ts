@@ -3,7 +3,8 @@
  * snappy, lz4 and zstd are registered here, each loaded only when a configuration asks for it
  * (and by `registerAvailableCodecs` so inputs compressed with any of them can be read):
  *   snappy: kafkajs-snappy (pure JavaScript, snappyjs);
- *   lz4:    lz4js (pure JavaScript; the LZ4 frame format Kafka's clients write since magic v1);
+ *   lz4:    lz4js's block compressor (pure JavaScript) in LZ4 frames of independent 64 KB blocks, as
+ *           Kafka's Java client writes them;
  *   zstd:   @bokuweb/zstd-wasm (zstd compiled to WebAssembly).
  * No codec needs a native build: the kafkajs-lz4 / zstd-napi addons (and @kafkajs/zstd, whose
  * cppzst does not compile against Node 20's headers) would each need a C++ toolchain at install
@@ -62,10 +63,47 @@ function zstdCodec(): () => Codec {
   });
 }
 
+/** LZ4 frame constants (lz4 frame format 1.6): magic, FLG version 01 + block independence, BD 64 KB blocks. */
+const LZ4_MAGIC = 0x184d2204;
+const LZ4_FLG = 0x40 | 0x20;
+const LZ4_BD = 4 << 4;
+const LZ4_BLOCK = 64 * 1024;
+
 function lz4Codec(): () => Codec {
-  const l = require('lz4js') as { compress(b: Uint8Array): Uint8Array | number[]; decompress(b: Uint8Array): Uint8Array | number[] };
+  const l = require('lz4js') as {
+    compressBlock(src: Uint8Array, dst: Uint8Array, sIndex: number, sLength: number, hashTable: Uint32Array): number;
+    decompress(b: Uint8Array): Uint8Array | number[];
+  };
+  const xxh32 = (require('lz4js/xxh32.js') as { hash(seed: number, src: Uint8Array, index: number, length: number): number }).hash;
+  // lz4js's own frame writer leaves the block-independence flag unset while its blocks share one
+  // hash table; Kafka's Java codec (KafkaLZ4BlockInputStream) reads independent blocks only. So the
+  // frame is written here: each 64 KB block compressed on its own (fresh hash table), as Java writes.
+  const compress = (src: Buffer): Buffer => {
+    const parts: Buffer[] = [];
+    const header = Buffer.alloc(7);
+    header.writeUInt32LE(LZ4_MAGIC, 0);
+    header[4] = LZ4_FLG;
+    header[5] = LZ4_BD;
+    header[6] = (xxh32(0, header, 4, 2) >>> 8) & 0xff;
+    parts.push(header);
+    const scratch = new Uint8Array(LZ4_BLOCK + (LZ4_BLOCK >> 8) + 32);
+    for (let i = 0; i < src.length; i += LZ4_BLOCK) {
+      const n = Math.min(LZ4_BLOCK, src.length - i);
+      const size = Buffer.alloc(4);
+      const c = l.compressBlock(src, scratch, i, n, new Uint32Array(1 << 16));
+      if (c > 0 && c < n) {
+        size.writeUInt32LE(c, 0);
+        parts.push(size, Buffer.from(scratch.subarray(0, c)));
+      } else {
+        size.writeUInt32LE((0x80000000 | n) >>> 0, 0); // stored uncompressed
+        parts.push(size, src.subarray(i, i + n));
+      }
+    }
+    parts.push(Buffer.alloc(4)); // end mark
+    return Buffer.concat(parts);
+  };
   return () => ({
-    compress: async (e) => Buffer.from(l.compress(e.buffer)),
+    compress: async (e) => compress(e.buffer),
     decompress: async (b) => Buffer.from(l.decompress(b)),
   });
 }
