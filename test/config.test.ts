@@ -41,7 +41,7 @@ test('examples/guard.yaml loads with every default filled in', () => {
   );
   assert.deepEqual(t.image, {
     maxBytes: 1048576, maxPixels: 4194304, formats: ['png', 'jpeg', 'webp', 'gif', 'tiff'], colour: 'grey', width: 28, height: 28,
-    resize: 'fill', colourMismatch: 'convert', alpha: 'flatten', animated: 'first-frame', highBitDepth: 'convert', cmyk: 'convert', outputFormat: 'png',
+    resize: 'reject', colourMismatch: 'reject', alpha: 'flatten', animated: 'first-frame', highBitDepth: 'convert', cmyk: 'convert', outputFormat: 'png',
   });
 });
 
