@@ -23,6 +23,7 @@ const classifierConfig: z.ZodType<ClassifierConfig> = z.object({
 const vqvaeConfig: z.ZodType<VqVaeConfig> = z.object({
   kind: z.literal('vqvae'), split: dim, height: dim, width: dim, channels: dim, filters: dim, embeddingDim: dim, codebookSize: dim,
   commitmentBeta: num, emaDecay: num, deadCodeThreshold: num, outputBiasInit: num,
+  downsamples: z.number().int().min(2).max(5).optional(),
 });
 const generatorConfig: z.ZodType<GeneratorConfig> = z.object({ kind: z.literal('generator'), height: dim, width: dim, channels: dim, latent: dim });
 
