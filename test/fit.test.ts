@@ -127,9 +127,16 @@ describe('vqguard fit', { timeout: 600_000 }, () => {
     const config = parseConfig({ ...guardYaml, kafka: { brokers: broker.brokers, clientId: 'fit-test', groupId: t.groupId }, http: { port: 0, host: '127.0.0.1' }, models: out, alerts: { topic: t.alerts }, topics: [topic] });
     const outputs: string[] = [];
     const dead = new Map<string, string>();
+    const sizes = new Set<string>();
     const guard = new Guard(config, {
       baseDir: REPO, httpPort: 0, logger: createLogger(new LogSink()),
-      events: { onChunk: (_t, _p, r) => { outputs.push(...r.outputs.map((o) => o.id)); for (const d of r.deadLetters) dead.set(d.id ?? '?', d.reason); } },
+      events: {
+        onChunk: (_t, _p, r) => {
+          outputs.push(...r.outputs.map((o) => o.id));
+          for (const d of r.deadLetters) dead.set(d.id ?? '?', d.reason);
+          for (const m of r.out.get(t.output) ?? []) sizes.add(`${m.headers?.['vqguard-original-size']} ${m.headers?.['vqguard-model-size']}`);
+        },
+      },
     });
     try {
       await within(guard.start(), 90_000, 'guard.start()');
@@ -140,5 +147,7 @@ describe('vqguard fit', { timeout: 600_000 }, () => {
     assert.deepEqual(outputs.sort(), good.map((r) => r.id).sort());
     assert.equal(dead.get('wrong-size'), 'size_mismatch');
     assert.equal(dead.get('wrong-colour'), 'colour_mismatch');
+    // Every output says the original and the model size (equal here: the policy rejects the rest).
+    assert.deepEqual([...sizes], ['32x32x3 32x32x3']);
   });
 });

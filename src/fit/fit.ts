@@ -333,7 +333,7 @@ topics:
       width: ${shape.width}
       height: ${shape.height}
       resize: reject                 # an image of another size is dead-lettered (size_mismatch); fill | contain | cover resize it
-      colourMismatch: reject         # a grey image on this ${shape.channels === 3 ? 'colour' : 'grey'} topic (or the reverse) is dead-lettered (colour_mismatch); convert converts it
+      colourMismatch: reject         # ${shape.channels === 3 ? 'a 1-channel grey image on this colour topic' : 'a colour image on this grey topic (an RGB-stored grey one counts as grey)'} is dead-lettered (colour_mismatch); convert converts it
 `;
   writeFileSync(join(out, 'guard.yaml'), text);
 }
