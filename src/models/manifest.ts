@@ -95,3 +95,43 @@ export function readManifest(dir: string): BundleManifest {
   }
   return r.data;
 }
+
+// ---------------------------------------------------------------------------------------------
+// modelset.json
+
+export const MODELSET_FORMAT = 'vqguard-modelset/1';
+
+export const modelSetSchema = z
+  .object({
+    format: z.literal(MODELSET_FORMAT),
+    /** Declaration file of the guarded classifier, relative to the model set; null: <dir>/classifier. */
+    classifier: z.string().min(1).nullable(),
+    /** Class names in label order (the dataset's). */
+    classes: z.array(z.string().min(1)).min(2),
+    /** vqguard classifier bundle the attacks use when the guarded classifier has no gradients. */
+    surrogate: z.string().min(1).nullable(),
+    dataset: z.string(),
+    height: z.number().int().positive(),
+    width: z.number().int().positive(),
+    channels: z.union([z.literal(1), z.literal(3)]),
+  })
+  .strict();
+export type ModelSetManifest = z.infer<typeof modelSetSchema>;
+
+/** A model set's modelset.json (written by `vqguard fit`), checked; null when there is none. Reads no TensorFlow. */
+export function readModelSetFile(dir: string): ModelSetManifest | null {
+  const p = join(dir, 'modelset.json');
+  if (!existsSync(p)) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new BundleError(`${p}: not valid JSON (${(e as Error).message})`);
+  }
+  const r = modelSetSchema.safeParse(raw);
+  if (!r.success) {
+    const why = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
+    throw new BundleError(`${p}: ${why}`);
+  }
+  return r.data;
+}
