@@ -35,7 +35,14 @@ export interface GuardDatasetRow extends PipelineBenchRow {
   classifier: string;
   /** Model input, WxHxC. */
   size: string;
+  /** Guard and model-only images/s of every repetition (the row's figures are their medians). */
+  runs: { streamImagesPerSec: number; modelOnlyImagesPerSec: number }[];
 }
+
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
 
 /** `name=<model set>@<dataset spec>[@<classifier declaration>]`. */
 export function parseGuardDatasetSet(spec: string): GuardDatasetSet {
@@ -56,7 +63,7 @@ function withClassifier(models: string, decl: string): string {
 
 export async function benchGuardDatasets(
   sets: GuardDatasetSet[],
-  o: { records: number; batch: number; concurrency: number; minMs: number; minReps: number; pipeline: string; log?: (s: string) => void },
+  o: { records: number; batch: number; concurrency: number; minMs: number; minReps: number; pipeline: string; repeat?: number; log?: (s: string) => void },
 ): Promise<GuardDatasetRow[]> {
   const datasets = new Map<string, DatasetSplits>();
   const rows: GuardDatasetRow[] = [];
@@ -75,9 +82,19 @@ export async function benchGuardDatasets(
       const records = (await buildSamples(data.test, reg.attackModel().logits, { count: o.records, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: s.name })).map((r) => r.value);
       const image = { colour: shape.channels === 3 ? 'rgb' : 'grey', width: shape.width, height: shape.height };
       const runtime = pipelineRuntime(dir, o.pipeline, o.batch, { registry: reg, image });
-      const row = await benchPipeline(records, { models: dir, pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, minMs: o.minMs, minReps: o.minReps, runtime, log: (l) => o.log?.(`${s.name}: ${l}`) });
-      if (row.deadLetters) throw new Error(`set ${s.name}: ${row.deadLetters} of ${row.records} clean records were dead-lettered`);
-      rows.push({ set: s.name, dataset: s.dataset, models: s.models, classifier: reg.scoring().source, size: `${shape.width}x${shape.height}x${shape.channels}`, ...row });
+      const reps: PipelineBenchRow[] = [];
+      for (let i = 0; i < Math.max(1, o.repeat ?? 1); i++) {
+        const row = await benchPipeline(records, { models: dir, pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, minMs: o.minMs, minReps: o.minReps, runtime, log: (l) => o.log?.(`${s.name}: ${l}`) });
+        if (row.deadLetters) throw new Error(`set ${s.name}: ${row.deadLetters} of ${row.records} clean records were dead-lettered`);
+        reps.push(row);
+      }
+      const runs = reps.map((r) => ({ streamImagesPerSec: r.streamImagesPerSec, modelOnlyImagesPerSec: r.modelOnlyImagesPerSec }));
+      const stream = median(runs.map((r) => r.streamImagesPerSec));
+      const modelOnly = median(runs.map((r) => r.modelOnlyImagesPerSec));
+      rows.push({
+        set: s.name, dataset: s.dataset, models: s.models, classifier: reg.scoring().source, size: `${shape.width}x${shape.height}x${shape.channels}`,
+        ...reps[reps.length - 1]!, streamImagesPerSec: stream, modelOnlyImagesPerSec: modelOnly, share: stream / modelOnly, runs,
+      });
     } finally {
       reg.dispose();
       if (s.classifier) rmSync(join(dir, '..'), { recursive: true, force: true });

@@ -32,6 +32,7 @@ interface SuiteOpts {
   concurrency?: string;
   models?: string;
   set?: string[];
+  repeat?: string;
 }
 
 /** Timing per measured point; VQGUARD_BENCH_MIN_MS shortens or lengthens it (the GPU check sets it). */
@@ -110,7 +111,7 @@ async function guardDatasetsSuite(o: SuiteOpts) {
   const pipeline = o.pipeline?.[0] ?? 'split2>full';
   const batch = listOf(o.batch, [64])[0]!;
   const rows = await benchGuardDatasets(sets, {
-    records: Number(o.records ?? (o.quick ? 256 : 1024)), batch, concurrency: Number(o.concurrency ?? 2), pipeline, ...suiteTiming(o.quick), log: say,
+    records: Number(o.records ?? (o.quick ? 256 : 1024)), batch, concurrency: Number(o.concurrency ?? 2), pipeline, repeat: Number(o.repeat ?? (o.quick ? 1 : 3)), ...suiteTiming(o.quick), log: say,
   });
   const result = { command: commandLine(), machine: machineDescription(), backend: backendSummary(), rows, date: new Date().toISOString() };
   const out = o.out ?? 'reports/bench/guard-datasets.json';
@@ -118,8 +119,11 @@ async function guardDatasetsSuite(o: SuiteOpts) {
   if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
   else {
     process.stdout.write(formatTable(
-      ['set', 'classifier', 'size', 'pipeline', 'batch', 'in flight', 'records', 'guard img/s', 'model-only img/s', 'share'],
-      rows.map((r) => [r.set, r.classifier.replace(/^(\S+?):.*\/([^/]+)$/, '$1:$2'), r.size, r.pipeline, r.batch, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share]),
+      ['set', 'classifier', 'size', 'pipeline', 'batch', 'in flight', 'records', 'guard img/s (median)', 'min-max', 'model-only img/s (median)', 'share'],
+      rows.map((r) => {
+        const g = r.runs.map((x) => x.streamImagesPerSec);
+        return [r.set, r.classifier.replace(/^(\S+?):.*\/([^/]+)$/, '$1:$2'), r.size, r.pipeline, r.batch, r.concurrency, r.records, r.streamImagesPerSec, `${Math.min(...g).toFixed(0)}-${Math.max(...g).toFixed(0)}`, r.modelOnlyImagesPerSec, r.share];
+      }),
     ) + `\nwritten to ${out}\n`);
   }
 }
@@ -273,6 +277,7 @@ export function registerBench(program: Command): void {
     .option('--save-records <file>', 'pipeline suite: only write the encoded records to this file')
     .option('--concurrency <n>', 'pipeline suite: batches in flight (default 2)')
     .option('--models <dir>', 'model/pipeline suites: model set (default models/mnist)')
+    .option('--repeat <n>', 'guard-datasets suite: measurements per set (medians reported; default 3, 1 with --quick)')
     .option('--set <spec...>', 'guard-datasets suite: name=<model set>@<dataset spec>[@<classifier declaration>] (default mnist=models/mnist@mnist)')
     .action(async (suite: string | undefined, o: SuiteOpts & { js: boolean; stream: boolean; bin: string[]; idle: string }) => {
       if (suite === 'backend') await backendSuite(o);
