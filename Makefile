@@ -8,7 +8,7 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install-cuda install kafka-jars helm tools webgpu test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
+.PHONY: install-cuda install kafka-jars registry helm tools webgpu test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
 
 # BACKEND=cuda: also tfjs-node-gpu with libtensorflow for CUDA 12 from PyPI (the `tensorflow` wheel
 # and its NVIDIA wheels when the host lacks cuDNN 9 / cuBLAS 12). Not tested here (no GPU; the GPU
@@ -28,6 +28,11 @@ $(STAMP): package.json package-lock.json scripts/setup-native.sh
 
 kafka-jars:
 	@bash scripts/kafka.sh fetch
+
+# A real Schema Registry for the tests (Apicurio Registry from Maven Central, in-memory storage):
+# built into .cache/registry once (a few minutes cold), then up to date in a second.
+registry:
+	@bash scripts/registry.sh build
 
 helm:
 	@bash scripts/helm.sh version --short
@@ -55,7 +60,7 @@ layering: $(STAMP)
 build: $(STAMP)
 	npm run build
 
-test: install helm tools webgpu typecheck layering
+test: install registry helm tools webgpu typecheck layering
 	npm test
 
 demo: install

@@ -30,9 +30,9 @@ if [[ $what == robustness || $what == all ]]; then
 fi
 if [[ $what == detection || $what == all ]]; then
   for p in 'split2>full' 'full' 'adv:split2>full'; do
-    $V calibrate --pipeline "$p" --fpr 0.01
+    $V calibrate --pipeline "$p" --fpr 0.01 --force
   done
-  $V calibrate --pipeline bits1 --pipeline median2 --fpr 0.01
+  $V calibrate --pipeline bits1 --pipeline median2 --fpr 0.01 --force
   for a in fgsm pgd; do
     $V detect-eval --pipeline 'split2>full' --attack $a --eps 0.05,0.1,0.2,0.3 --samples 1000 --report "reports/detection/split2-full"
     $V detect-eval --pipeline 'full' --attack $a --eps 0.05,0.1,0.2,0.3 --samples 1000 --report "reports/detection/full"

@@ -39,7 +39,7 @@ test('vqguard --help and config check load neither TensorFlow nor sharp, and pri
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /examples\/guard\.yaml: ok \(1 topic; pipelines split2>full\)/);
   const bad = traced(['config', 'check', 'test/does-not-exist.yaml']);
-  assert.equal(bad.status, 1);
+  assert.equal(bad.status, 78, 'a configuration problem exits 78 (EX_CONFIG)');
   assert.match(bad.stderr, /cannot read test\/does-not-exist\.yaml/);
 });
 
@@ -48,12 +48,12 @@ test('config check names every problem, bundles included (bits1 + median2 are va
   const file = join(dir, 'guard.yaml');
   writeFileSync(file, 'models: models/none\ntopics:\n  - input: in\n    output: out\n    deadLetter: dlq\n    pipeline: [bits1, median2, spilt2]\n');
   let r = spawnSync(process.execPath, ['bin/vqguard.mjs', 'config', 'check', file], { encoding: 'utf8', env: { ...process.env, KAFKA_BROKERS: '127.0.0.1:9' } });
-  assert.equal(r.status, 1);
+  assert.equal(r.status, 78);
   assert.match(r.stderr, /topics\[0\]\.pipeline\[2\]: unknown pipeline stage "spilt2"/);
   assert.doesNotMatch(r.stderr, /"bits1"|"median2"/);
   writeFileSync(file, 'models: models/none\ntopics:\n  - input: in\n    output: out\n    deadLetter: dlq\n    pipeline: [bits1, median2]\n');
   r = spawnSync(process.execPath, ['bin/vqguard.mjs', 'config', 'check', file], { encoding: 'utf8', env: { ...process.env, KAFKA_BROKERS: '127.0.0.1:9' } });
-  assert.equal(r.status, 1);
+  assert.equal(r.status, 78);
   assert.match(r.stderr, /topics\[0\]\.models: model directory .*models\/none does not exist/);
 });
 
@@ -63,7 +63,7 @@ test('vqguard run loads TensorFlow but none of the lab (vega, cli-progress, the 
   // Models that do not exist: run stops after its whole module graph is loaded, before any broker.
   writeFileSync(file, 'models: models/none\ntopics:\n  - input: in\n    output: out\n    deadLetter: dlq\n    pipeline: full\n');
   const r = traced(['run', '--config', file]);
-  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.status, 78, `missing model bundles are a configuration error: ${r.stderr}`);
   assert.match(r.stderr, /model directory .* does not exist/);
   assert.ok(r.loaded.some((u) => /tfjs-node/.test(u)), 'run loads the backend');
   assert.ok(r.loaded.some((u) => /kafkajs/.test(u)), 'run loads kafkajs');
@@ -73,12 +73,34 @@ test('vqguard run loads TensorFlow but none of the lab (vega, cli-progress, the 
 
 test('usage errors exit 2 before any work: bad numbers, unknown options', { timeout: 120_000 }, () => {
   const out = join(mkdtempSync(join(tmpdir(), 'vqguard-usage-')), 'bundle');
-  for (const args of [['eval', '--samples', 'abc'], ['eval', '--bogus'], ['train', 'classifier', '--epochs', 'abc', '--out', out], ['train', 'purifier', '--split', '0', '--out', out], ['run', '--config', 'x', '--http-port', '70000']]) {
+  const cases: [string[], RegExp][] = [
+    [['eval', '--samples', 'abc'], /--samples <n>' expects a whole number/],
+    [['eval', '--bogus'], /unknown option '--bogus'/],
+    [['train', 'classifier', '--epochs', 'abc', '--out', out], /--epochs <n>' expects a whole number/],
+    [['train', 'purifier', '--split', '0', '--out', out], /--split <k>' must be between 1 and 99/],
+    [['run', '--config', 'x', '--http-port', '70000'], /--http-port <n>' must be between 0 and 65535/],
+    [['run', '--config', 'x', '--http-port', 'abc'], /--http-port <n>' expects a whole number/],
+    [['calibrate', '--temperature', 'hot'], /--temperature <x>' expects a number/],
+    [['demo', '--timeout', '-5'], /--timeout <x>' must be between 0 and 86400/],
+    [['dlq', 'replay', '--topic', 'a', '--to', 'b', '--limit', 'many'], /--limit <n>' expects a whole number/],
+    [['eval', '--eps', '0.1,abc'], /--eps <list>' expects comma-separated numbers between 0 and 1, got 'abc'/],
+    [['sweep', '--k', '100,2.5'], /--k <list>' expects comma-separated whole numbers/],
+  ];
+  for (const [args, re] of cases) {
     const r = spawnSync(process.execPath, ['bin/vqguard.mjs', ...args], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /error: (option|unknown option)/);
+    assert.match(r.stderr, re, args.join(' '));
     assert.equal(existsSync(out), false, 'nothing written');
   }
+});
+
+test('calibrate does not overwrite a shipped calibration without --force (before any work)', { timeout: 120_000 }, () => {
+  const file = 'models/mnist/calibration/split2-full.json';
+  const before = readFileSync(file);
+  const r = spawnSync(process.execPath, ['bin/vqguard.mjs', 'calibrate', '--pipeline', 'split2>full', '--samples', '10'], { encoding: 'utf8', timeout: 100_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /split2-full\.json already exists: pass --force/);
+  assert.deepEqual(readFileSync(file), before);
 });
 
 test('--version is the package version', { timeout: 30_000 }, () => {

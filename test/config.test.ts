@@ -29,15 +29,16 @@ function hasProblem(list: string[], re: RegExp): void {
 
 test('examples/guard.yaml loads with every default filled in', () => {
   const c = loadConfig('examples/guard.yaml', { env: {} });
-  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard', autoOffsetReset: 'earliest' });
+  assert.deepEqual(c.kafka, { brokers: ['127.0.0.1:9092'], clientId: 'vqguard', groupId: 'vqguard', autoOffsetReset: 'earliest', checkTopics: true });
+  assert.deepEqual(c.producer, { compression: 'none' });
   assert.equal(c.transactions, false);
   assert.deepEqual(c.http, { port: 9464, host: '0.0.0.0' });
   assert.equal(c.alerts.topic, 'vqguard.alerts');
   assert.equal(c.topics.length, 1);
   const t = c.topics[0]!;
   assert.deepEqual(
-    [t.input, t.format, t.pipelines, t.models, t.action, t.output, t.deadLetter, t.alerts, t.maxBatchSize, t.maxBatchWaitMs],
-    ['images.raw', 'auto', ['split2>full'], 'models/mnist', 'forward-cleaned', 'images.clean', 'images.dlq', 'vqguard.alerts', 64, 20],
+    [t.input, t.format, t.pipelines, t.models, t.action, t.output, t.deadLetter, t.deadLetterFormat, t.alerts, t.maxBatchSize, t.maxBatchWaitMs],
+    ['images.raw', 'auto', ['split2>full'], 'models/mnist', 'forward-cleaned', 'images.clean', 'images.dlq', 'avro', 'vqguard.alerts', 64, 20],
   );
   assert.deepEqual(t.image, {
     maxBytes: 1048576, maxPixels: 4194304, formats: ['png', 'jpeg', 'webp', 'gif', 'tiff'], colour: 'grey', width: 28, height: 28,
@@ -201,4 +202,33 @@ test('file errors: unreadable file, bad YAML, duplicate keys', () => {
   assert.throws(() => loadConfig(bad), /YAML: .*[Mm]ap keys must be unique/);
   writeFileSync(bad, '');
   assert.throws(() => loadConfig(bad), /the configuration is empty/);
+});
+
+test('Kafka settings (issue 18): fetch sizes, compression, checkTopics, deadLetter formats; each validated', () => {
+  const raw = clone(base) as Record<string, unknown> & { topics: Record<string, unknown>[] };
+  raw.consumer = { maxBytesPerPartition: 2_097_152, maxBytes: 20_971_520, minBytes: 1024, maxWaitTimeMs: 200 };
+  raw.producer = { compression: 'lz4' };
+  raw.kafka = { brokers: ['127.0.0.1:9092'], checkTopics: false };
+  raw.topics[0]!.deadLetter = { topic: 'images.dlq', format: 'connect' };
+  const c = parseConfig(raw, { env: {} });
+  assert.deepEqual([c.consumer.maxBytesPerPartition, c.consumer.maxBytes, c.consumer.minBytes, c.consumer.maxWaitTimeMs], [2_097_152, 20_971_520, 1024, 200]);
+  assert.deepEqual([c.producer.compression, c.kafka.checkTopics], ['lz4', false]);
+  assert.deepEqual([c.topics[0]!.deadLetter, c.topics[0]!.deadLetterFormat], ['images.dlq', 'connect']);
+  const d = parseConfig(base, { env: {} });
+  assert.deepEqual([d.consumer.maxBytesPerPartition, d.consumer.maxBytes, d.consumer.minBytes, d.consumer.maxWaitTimeMs], [1_048_576, 10_485_760, 1, undefined]);
+
+  const bad = clone(base) as Record<string, unknown> & { topics: Record<string, unknown>[] };
+  bad.consumer = { maxBytesPerPartition: 4_000_000, maxBytes: 2_000_000, minBytes: 0, maxWaitTimeMs: 5000 };
+  bad.producer = { compression: 'brotli' };
+  bad.kafka = { brokers: ['127.0.0.1:9092'], checkTopics: 'yes' };
+  bad.topics[0]!.deadLetter = { topic: 'images.dlq', format: 'json' };
+  bad.topics.push({ input: 'other', pipeline: 'full', output: 'o2', deadLetter: { topic: 'o2' } });
+  const list = problems(bad);
+  hasProblem(list, /^consumer\.maxBytesPerPartition: must be at most maxBytes \(2000000\)/);
+  hasProblem(list, /^consumer\.minBytes: /);
+  hasProblem(list, /^consumer\.maxWaitTimeMs: must be at most a third of sessionTimeoutMs/);
+  hasProblem(list, /^producer\.compression: "brotli" is not one of "none", "gzip", "snappy", "lz4", "zstd"/);
+  hasProblem(list, /^kafka\.checkTopics: expected boolean, got string/);
+  hasProblem(list, /^topics\[0\]\.deadLetter: expected a topic name, or \{ topic, format: avro \| connect \}/);
+  hasProblem(list, /^topics\[1\]\.deadLetter: must differ from output/);
 });

@@ -66,10 +66,12 @@ test('fitDeadLetter: whole when it fits; else the first bytes + length + sha256,
   const d = { id: 'r1', reason: 'bad_avro', detail: 'garbage', original, headers: { a: 'b' }, topic: 'in', partition: 0, offset: '3', at: 1 };
   const whole = fitDeadLetter(d, 100_000);
   assert.equal(whole.truncated, false);
-  assert.equal(whole.msg.headers?.['vqguard-truncated'], undefined);
+  assert.equal(whole.msg?.headers?.['vqguard-truncated'], undefined);
   for (const limit of [40_000, 10_000, 1_000]) {
-    const { msg: m, truncated } = fitDeadLetter(d, limit);
+    const { msg: fitted, truncated } = fitDeadLetter(d, limit);
     assert.equal(truncated, true);
+    const m = fitted!;
+    assert.ok(m, `a dead letter fits ${limit}`);
     assert.ok(messageBytes(m) <= limit, `fits ${limit}: ${messageBytes(m)}`);
     assert.equal(m.headers?.['vqguard-truncated'], 'true');
     const r = decodeDeadLetter(m.value);

@@ -65,7 +65,7 @@ describe('image policy in the guard: defaults, resizing, size headers, what goes
     assert.deepEqual(new Map(r.deadLetters.map((d) => [d.id, d.reason])), new Map([['tinted', 'colour_mismatch'], ['big', 'size_mismatch']]));
     assert.deepEqual(r.outputs.map((o) => o.id), ['grey', 'grey-as-rgb']);
     const out = r.out.get(rt.settings.output)!;
-    assert.deepEqual(out.map((m) => [m.key, m.headers?.['vqguard-original-size'], m.headers?.['vqguard-model-size']]), [
+    assert.deepEqual(out.map((m) => [String(m.key), m.headers?.['vqguard-original-size'], m.headers?.['vqguard-model-size']]), [
       ['grey', '28x28x1', '28x28x1'],
       ['grey-as-rgb', '28x28x3', '28x28x1'],
     ]);

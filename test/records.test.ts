@@ -56,7 +56,7 @@ test('GuardedImage, Alert and DeadLetter round-trip', () => {
   assert.ok(ar.ok);
   assert.deepEqual(ar.record, a);
 
-  const d = { id: null, reason: 'bad_avro', detail: 'x', original: Buffer.from([1, 2, 3]), headers: { k: 'v' }, topic: 't', partition: 1, offset: '7', at: 9, originalLength: null, originalSha256: null };
+  const d = { id: null, reason: 'bad_avro', detail: 'x', original: Buffer.from([1, 2, 3]), headers: { k: 'v' }, topic: 't', partition: 1, offset: '7', at: 9, originalLength: null, originalSha256: null, key: Buffer.from('k1'), timestamp: 1700000000000 };
   const dr = decodeDeadLetter(encodeDeadLetter(d));
   assert.ok(dr.ok);
   assert.deepEqual(dr.record, d);

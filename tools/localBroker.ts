@@ -92,6 +92,11 @@ export interface LocalBrokerOptions {
    * retries. Default true; costs about 1 s on a fresh broker.
    */
   warmUp?: boolean;
+  /**
+   * Broker settings that replace (or add to) the generated server.properties, e.g.
+   * `{ 'auto.create.topics.enable': 'false' }` for a broker that creates no topic on first use.
+   */
+  serverProperties?: Record<string, string>;
 }
 
 export interface LocalBroker {
@@ -354,7 +359,7 @@ async function choosePorts(dir: string, opts: LocalBrokerOptions): Promise<Ports
   return { port, controllerPort, saslPort, sslPort, saslSslPort };
 }
 
-function serverProperties(dir: string, p: Ports, scram: boolean, tls = false): string {
+function serverProperties(dir: string, p: Ports, scram: boolean, tls = false, overrides: Record<string, string> = {}): string {
   const listeners = [`PLAINTEXT://${HOST}:${p.port}`];
   const advertised = [`PLAINTEXT://${HOST}:${p.port}`];
   if (scram && p.saslPort) {
@@ -421,7 +426,9 @@ function serverProperties(dir: string, p: Ports, scram: boolean, tls = false): s
       );
     }
   }
-  return lines.join('\n') + '\n';
+  const over = Object.entries(overrides);
+  const kept = lines.filter((l) => !over.some(([k]) => l.startsWith(`${k}=`)));
+  return [...kept, ...over.map(([k, v]) => `${k}=${v}`)].join('\n') + '\n';
 }
 
 function log4j2Properties(dir: string): string {
@@ -621,7 +628,7 @@ class LocalBrokerImpl implements LocalBroker {
   async launch(): Promise<void> {
     const { dir, opts } = this;
     if (opts.tls) ensureTlsFiles(dir);
-    writeFileSync(path.join(dir, 'server.properties'), serverProperties(dir, this.ports, !!opts.scram, !!opts.tls));
+    writeFileSync(path.join(dir, 'server.properties'), serverProperties(dir, this.ports, !!opts.scram, !!opts.tls, opts.serverProperties));
     writeFileSync(path.join(dir, 'log4j2.properties'), log4j2Properties(dir));
     formatStorage(dir, opts.scram);
 

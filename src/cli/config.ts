@@ -1,7 +1,7 @@
 /**
  * `vqguard config check <file>`: validates a guard configuration and the model bundles it names
  * (their manifests, not the weights), without loading TensorFlow or sharp or connecting to
- * anything. Exit 0 when it is good, 1 with every problem listed when it is not.
+ * anything. Exit 0 when it is good, 78 (EX_CONFIG) with every problem listed when it is not.
  */
 import type { Command } from 'commander';
 import { checkModelBundles, ConfigError, loadConfig } from '../config/load.ts';
@@ -20,13 +20,13 @@ export function registerConfig(program: Command): void {
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
         process.stderr.write(`${e.message}\n`);
-        process.exit(1);
+        process.exit(78);
       }
       if (o.bundles) {
         const check = checkModelBundles(c, o.baseDir);
         if (!check.ok) {
           process.stderr.write(`${file}: model bundles missing or invalid:\n  - ${check.problems.join('\n  - ')}\n`);
-          process.exit(1);
+          process.exit(78);
         }
       }
       const pipelines = [...new Set(c.topics.flatMap((t) => t.pipelines))];

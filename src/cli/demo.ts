@@ -13,7 +13,7 @@ export function registerDemo(program: Command): void {
     .option('--eps <x>', 'attack epsilon', '0.1')
     .option('--partitions <n>', 'input topic partitions', '4')
     .option('--out <dir>', 'summary folder', 'demo-output')
-    .option('--timeout <s>', 'give up after this many seconds', '600')
+    .option('--timeout <x>', 'give up after this many seconds', '600')
     .action(async (o: Record<string, string>) => {
       await runDemo({
         config: o.config!, count: Number(o.count), adversarialRatio: Number(o.adversarialRatio), attack: o.attack as AttackName,

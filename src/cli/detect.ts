@@ -1,7 +1,7 @@
 /** `vqguard calibrate` and `vqguard detect-eval`. */
 import type { Command } from 'commander';
 import { commandLine, dataSeedOption, datasetOption, jsonOption, modelsOption, pipelineHelp, samplesOption } from './options.ts';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDatasetAsync } from '../data/load.ts';
 import { take } from '../data/dataset.ts';
@@ -14,6 +14,7 @@ import type { AttackName } from '../attacks/attacks.ts';
 import { parseEps, parseList } from './eval.ts';
 import { formatTable, markdownTable } from '../report/table.ts';
 import { rocChart, writeChart } from '../report/plot.ts';
+import { epochBar } from '../train/progress.ts';
 
 const collectList = (v: string, prev: string[] = []) => [...prev, ...parseList(v)];
 
@@ -25,12 +26,15 @@ export function registerDetect(program: Command): void {
     .addOption(modelsOption())
     .option('--pipeline <p>', pipelineHelp('pipeline (repeat or comma-separate for several)'), collectList, [])
     .option('--fpr <x>', 'target false-positive rate', '0.01')
-    .option('--temperature <T>', 'softmax temperature of the JS score', '10')
+    .option('--temperature <x>', 'softmax temperature of the JS score', '10')
     .option('--samples <n>', 'clean validation images to use', '1000')
     .option('--out <file>', 'calibration file (default <models>/calibration/<pipelines>.json)')
-    .action(async (o: Record<string, string | string[]>) => {
+    .option('--force', 'replace an existing calibration file (the model sets ship theirs)')
+    .action(async (o: Record<string, string | string[] | boolean>) => {
       const pipelines = (o.pipeline as string[]).length ? (o.pipeline as string[]) : ['split2>full'];
       const models = String(o.models);
+      const out = String(o.out ?? defaultCalibrationPath(models, pipelines));
+      if (existsSync(out) && !o.force) throw new Error(`${out} already exists: pass --force to replace it, or --out <another file>`);
       const data = await loadDatasetAsync(String(o.dataset), { seed: Number(o.dataSeed) });
       const set = take(data.validation, Math.min(Number(o.samples), data.validation.n));
       const reg = new ModelRegistry(models);
@@ -39,7 +43,9 @@ export function registerDetect(program: Command): void {
       const det = new Detector(reg.scoring(), pipelines.map((p) => reg.pipeline(p)), { temperature: Number(o.temperature) });
       const attackModel = reg.attackModel();
       process.stderr.write(`calibration attacks: ${attackModel.describe}\n`);
-      const { clean, attacked } = await calibrationScores(det, set, 100, attackModel.logits);
+      const bar = epochBar('calibrate', set.n);
+      const { clean, attacked } = await calibrationScores(det, set, 100, attackModel.logits, (d) => bar.update(d, {}));
+      bar.stop();
       const fpr = Number(o.fpr);
       const fprs = [...new Set([fpr, 0.01, 0.05])];
       const versions: Record<string, string> = {};
@@ -48,7 +54,6 @@ export function registerDetect(program: Command): void {
         pipelines, temperature: Number(o.temperature), tileGrid: det.tileGrid, dataset: `${data.name} validation (${set.n})`,
         modelVersions: versions, command: commandLine(),
       });
-      const out = String(o.out ?? defaultCalibrationPath(models, pipelines));
       saveCalibration(out, cal);
       process.stdout.write(formatTable(['score', `threshold @ fpr ${fpr}`], Object.entries(cal.thresholds).map(([k, v]) => [k, v])) + `\nwritten to ${out}\n`);
       reg.dispose();
@@ -80,7 +85,10 @@ export function registerDetect(program: Command): void {
       checkModelsFitDataset(reg, data);
       const det = new Detector(reg.scoring(), pipelines.map((p) => reg.pipeline(p)), { temperature: cal.temperature, tileGrid: cal.tileGrid }, cal);
       const attackModel = reg.attackModel();
-      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, parseEps(String(o.eps)), 200, attackModel.logits);
+      const epsList = parseEps(String(o.eps));
+      const bar = epochBar('detect-eval', set.n * (1 + epsList.length), process.stderr.isTTY === true && !o.json);
+      const r = await evaluateDetection(det, set, { name: attack, steps: Number(o.steps), seed: 0 }, epsList, 200, attackModel.logits, (d) => bar.update(d, {}));
+      bar.stop();
       const result = { dataset: data.name, samples: set.n, pipelines, threat: attackModel.describe, calibration: { fpr: cal.fpr, dataset: cal.dataset }, command: commandLine(), rows: r.rows };
       if (o.report) {
         const dir = String(o.report);

@@ -11,7 +11,7 @@ import { checkNumericOptions } from './options.ts';
 type Register = (program: Command) => void;
 
 /** Commands that never compute: no backend is chosen for them (they must stay light). */
-const NO_BACKEND = new Set(['config']);
+const NO_BACKEND = new Set(['config', 'dlq']);
 
 /** The `backend` key of a --config file, if the command has one (the full check comes later). */
 async function configBackend(file: unknown): Promise<string | undefined> {
@@ -45,6 +45,7 @@ const COMMANDS: { name: string; description: string; load: () => Promise<Registe
   { name: 'produce-sample', description: 'produce labelled test images (part attacked) as Avro ImageRecords into a topic', load: async () => (await import('./sample.ts')).registerSample },
   { name: 'demo', description: 'local broker, sample traffic (half attacked), the guard, and a summary', load: async () => (await import('./demo.ts')).registerDemo },
   { name: 'models', description: 'model bundle tools (`models convert --dtype float16`: store weights as float16, sha256 re-recorded)', load: async () => (await import('./models.ts')).registerModels },
+  { name: 'dlq', description: 'dead-letter tools (`dlq replay --topic <dlq> --to <input> [--reason R] [--from-offset N] [--limit N]`: send chosen dead letters back with their original key, value and headers)', load: async () => (await import('./dlq.ts')).registerDlq },
   { name: 'replay', description: 'replay a range of a topic through one or several pipelines (no consumer-group offsets touched) and write a report', load: async () => (await import('./replay.ts')).registerReplay },
 ];
 
@@ -92,7 +93,15 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
+/**
+ * Exit codes (README "Exit codes"): 2 usage (commander), 78 configuration (EX_CONFIG: an invalid
+ * config file, missing model bundles, missing topics), 3 consumer could not be recreated, 1 any
+ * other runtime error. An error carrying a numeric `exitCode` (ConfigError, MissingTopicsError) sets it.
+ */
+export const EXIT_CONFIG = 78;
+
 main(process.argv).catch((err: unknown) => {
   process.stderr.write(`vqguard: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  const code = (err as { exitCode?: unknown } | null)?.exitCode;
+  process.exit(typeof code === 'number' && Number.isInteger(code) && code > 0 ? code : err instanceof Error && err.name === 'ConfigError' ? EXIT_CONFIG : 1);
 });

@@ -2,6 +2,7 @@
  * Options shared by the commands, declared once, and the numeric option check every command
  * gets (main.ts runs it before any action): an option whose value placeholder is <n>, <k> or
  * <K> must be a whole number >= 0, one with <x> a finite number, each within its range below.
+ * Number lists (--eps, --lambdas, --k, --batch) are checked item by item (LISTS).
  * A bad value is a usage error (exit 2) before any work is done or any file written.
  */
 import { Option, type Command } from 'commander';
@@ -57,10 +58,33 @@ const RANGES: Record<string, [number, number]> = {
   adversarialEps: [0, 1],
   dropout: [0, 1],
   timeout: [0, 86_400],
+  limit: [1, Number.MAX_SAFE_INTEGER],
+  temperature: [0.001, 1000],
+  fpr: [0, 1],
+};
+
+/** Comma-separated number lists by option name: [whole numbers only, min, max]. */
+const LISTS: Record<string, [boolean, number, number]> = {
+  eps: [false, 0, 1],
+  lambdas: [false, 0, 1_000_000],
+  k: [true, 1, 1_000_000],
+  batch: [true, 1, 1_000_000],
 };
 
 export function checkNumericOptions(cmd: Command): void {
   for (const opt of cmd.options) {
+    const list = LISTS[opt.attributeName()];
+    const lv = cmd.getOptionValue(opt.attributeName()) as unknown;
+    if (list && /<list>/.test(opt.flags) && typeof lv === 'string') {
+      const [whole, lo, hi] = list;
+      for (const item of lv.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const n = Number(item);
+        if (!Number.isFinite(n) || (whole && !Number.isInteger(n)) || n < lo || n > hi) {
+          cmd.error(`error: option '${opt.flags}' expects comma-separated ${whole ? 'whole numbers' : 'numbers'} between ${lo} and ${hi}, got '${item}'`, { exitCode: 2, code: 'commander.invalidArgument' });
+        }
+      }
+      continue;
+    }
     const m = /<([nkKx])>/.exec(opt.flags);
     if (!m) continue;
     const name = opt.attributeName();

@@ -1,6 +1,6 @@
 /** `vqguard run --config guard.yaml`: the streaming guard. */
 import type { Command } from 'commander';
-import { loadConfig, checkModelBundles } from '../config/load.ts';
+import { loadConfig, checkModelBundles, ConfigError } from '../config/load.ts';
 import { parseBrokerList } from '../config/schema.ts';
 import { Guard, createLogger } from '../consumer/guard.ts';
 
@@ -16,7 +16,7 @@ export function registerRun(program: Command): void {
       if (o.brokers) config.kafka.brokers = parseBrokerList(o.brokers);
       const baseDir = process.cwd();
       const check = checkModelBundles(config, baseDir);
-      if (!check.ok) throw new Error(`model bundles missing or invalid:\n  ${check.problems.join('\n  ')}`);
+      if (!check.ok) throw new ConfigError(check.problems.map((p) => `model bundles: ${p}`), o.config);
       const guard = new Guard(config, { baseDir, logger: log, httpPort: o.httpPort !== undefined ? Number(o.httpPort) : undefined });
       let stopping = false;
       const shutdown = (sig: string) => {

@@ -28,7 +28,11 @@ export type WebhookConfig = z.infer<typeof webhookSchema>;
 /** outputFormat png: always PNG; input: the input's format (PNG for SVG input). */
 export type ImageConfig = z.infer<typeof imageSchema>;
 export type TopicAction = z.infer<typeof topicSchema>['action'];
-export type TopicConfig = Omit<z.infer<typeof topicSchema>, 'pipeline' | 'models' | 'alerts'> & {
+export type TopicConfig = Omit<z.infer<typeof topicSchema>, 'pipeline' | 'models' | 'alerts' | 'deadLetter'> & {
+  /** Dead-letter topic name. */
+  deadLetter: string;
+  /** avro: the DeadLetter envelope (schemas/DeadLetter.avsc); connect: Kafka Connect's DLQ convention. */
+  deadLetterFormat: DeadLetterFormat;
   /** One or more pipeline specs (`split2>full`, `adv:full`); several are combined by detection. */
   pipelines: string[];
   /** Model set folder (default: the global `models`). */
@@ -75,6 +79,12 @@ export interface ConsumerConfig {
   restartGiveUpMs: number;
   /** The producer's own limit on one message (and one batch per topic): min'd with each topic's max.message.bytes. */
   producerMaxMessageBytes: number;
+  /** Fetch sizes (Kafka's max.partition.fetch.bytes, fetch.max.bytes, fetch.min.bytes). */
+  maxBytesPerPartition: number;
+  maxBytes: number;
+  minBytes: number;
+  /** Longest a fetch waits for minBytes (fetch.max.wait.ms); default: the smallest topic maxBatchWaitMs, at most 500. */
+  maxWaitTimeMs?: number;
 }
 
 export const CONSUMER_DEFAULTS: ConsumerConfig = {
@@ -87,10 +97,19 @@ export const CONSUMER_DEFAULTS: ConsumerConfig = {
   restartBackoffMaxMs: 10_000,
   restartGiveUpMs: 120_000,
   producerMaxMessageBytes: 1_048_576,
+  maxBytesPerPartition: 1_048_576,
+  maxBytes: 10_485_760,
+  minBytes: 1,
 };
+
+/** Compression of what the guard produces (outputs, alerts, dead letters): gzip built in, the others through their kafkajs codecs (src/kafka/codecs.ts). */
+export const COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 // --- end consumer --------------------------------------------------------------------------------
 
+/** An invalid configuration (file, model bundles, topics): the CLI exits 78 (EX_CONFIG). */
 export class ConfigError extends Error {
+  readonly exitCode = 78;
   constructor(
     readonly problems: string[],
     source?: string,
@@ -165,8 +184,18 @@ const kafkaSchema = z
     // Where a group with no committed offset starts: earliest (every retained record, the default:
     // nothing slips through unguarded) or latest (only records produced from now on).
     autoOffsetReset: z.enum(['earliest', 'latest']).default('earliest'),
+    // At start-up, check that every input, output, alert and dead-letter topic exists (exit 78 naming
+    // the missing ones) instead of relying on auto-creation.
+    checkTopics: z.boolean().default(true),
   })
   .strict();
+
+const producerSchema = z
+  .object({
+    compression: z.enum(COMPRESSIONS).default('none'),
+  })
+  .strict()
+  .default({});
 
 const webhookSchema = z
   .object({
@@ -221,6 +250,10 @@ const consumerSchema = z
     restartBackoffMaxMs: posInt.default(CONSUMER_DEFAULTS.restartBackoffMaxMs),
     restartGiveUpMs: posInt.default(CONSUMER_DEFAULTS.restartGiveUpMs),
     producerMaxMessageBytes: z.number().int().min(1024).default(CONSUMER_DEFAULTS.producerMaxMessageBytes),
+    maxBytesPerPartition: z.number().int().min(1024).max(2_147_483_647).default(CONSUMER_DEFAULTS.maxBytesPerPartition),
+    maxBytes: z.number().int().min(1024).max(2_147_483_647).default(CONSUMER_DEFAULTS.maxBytes),
+    minBytes: z.number().int().min(1).max(2_147_483_647).default(CONSUMER_DEFAULTS.minBytes),
+    maxWaitTimeMs: z.number().int().min(0).max(30_000).optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -232,9 +265,53 @@ const consumerSchema = z
     }
     if (c.restartBackoffMaxMs < c.restartBackoffMs) issue('restartBackoffMaxMs', `must be at least restartBackoffMs (${c.restartBackoffMs})`);
     if (c.restartGiveUpMs < c.sessionTimeoutMs) issue('restartGiveUpMs', `must be at least sessionTimeoutMs (${c.sessionTimeoutMs})`);
+    if (c.maxBytesPerPartition > c.maxBytes) issue('maxBytesPerPartition', `must be at most maxBytes (${c.maxBytes})`);
+    if (c.minBytes > c.maxBytes) issue('minBytes', `must be at most maxBytes (${c.maxBytes})`);
+    if (c.maxWaitTimeMs !== undefined && c.maxWaitTimeMs * 3 > c.sessionTimeoutMs) issue('maxWaitTimeMs', `must be at most a third of sessionTimeoutMs (${c.sessionTimeoutMs}): a fetch waiting longer delays heartbeats`);
   })
   .default({});
 // --- end consumer --------------------------------------------------------------------------------
+
+// --- Confluent Schema Registry (issue 18; client: src/records/registry.ts) ----------------------
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+/** Basic (username + password) or bearer-token authentication; secrets only from a file or the environment. */
+const registryAuthSchema = z
+  .object({
+    username: z.string().min(1).optional(),
+    passwordFile: path.optional(),
+    passwordEnv: envName.optional(),
+    tokenFile: path.optional(),
+    tokenEnv: envName.optional(),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    const issue = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+    const password = [a.passwordFile, a.passwordEnv].filter((x) => x !== undefined).length;
+    const token = [a.tokenFile, a.tokenEnv].filter((x) => x !== undefined).length;
+    if (a.username !== undefined && token) issue('give either username with passwordFile or passwordEnv (basic), or tokenFile or tokenEnv (bearer), not both');
+    else if (a.username !== undefined && password !== 1) issue('basic authentication: give username and exactly one of passwordFile, passwordEnv');
+    else if (a.username === undefined && password) issue('passwordFile and passwordEnv need username');
+    else if (a.username === undefined && token !== 1) issue('give username with passwordFile or passwordEnv (basic), or exactly one of tokenFile, tokenEnv (bearer)');
+  });
+
+export const SUBJECT_STRATEGIES = ['TopicNameStrategy', 'RecordNameStrategy', 'TopicRecordNameStrategy'] as const;
+export type SchemaRegistryConfig = z.infer<typeof schemaRegistrySchema>;
+const schemaRegistrySchema = z
+  .object({
+    url: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//i.test(u), 'expected an http(s) URL')
+      .refine((u) => !/^https?:\/\/[^/]*@/i.test(u), 'no credentials in the URL: use auth (passwordEnv, tokenEnv, ...)'),
+    auth: registryAuthSchema.optional(),
+    subjectStrategy: z.enum(SUBJECT_STRATEGIES).default('TopicNameStrategy'),
+    timeoutMs: posInt.max(120_000).default(5000),
+  })
+  .strict();
+// --- end Schema Registry -------------------------------------------------------------------------
+export const DEAD_LETTER_FORMATS = ['avro', 'connect'] as const;
+export type DeadLetterFormat = (typeof DEAD_LETTER_FORMATS)[number];
+const deadLetterSchema = z.object({ topic: topicName, format: z.enum(DEAD_LETTER_FORMATS).default('avro') }).strict();
 
 const thresholdsSchema = z
   .record(z.number().finite())
@@ -255,11 +332,15 @@ const topicSchema = z
     thresholds: thresholdsSchema.optional(),
     action: z.enum(['forward-cleaned', 'forward-original', 'quarantine']).default('forward-cleaned'),
     output: topicName,
-    deadLetter: topicName,
+    // A topic name (the Avro DeadLetter envelope), or { topic, format: avro | connect } (connect: the
+    // original key, value, headers and timestamp verbatim, the context in __connect.errors.* headers).
+    deadLetter: z.union([topicName, deadLetterSchema], { errorMap: () => ({ message: 'expected a topic name, or { topic, format: avro | connect }' }) }),
     alerts: topicName.optional(),
     maxBatchSize: posInt.default(64),
     maxBatchWaitMs: nonNegInt.default(20),
     image: imageSchema,
+    // Confluent Schema Registry: framed Avro in (writer schema by id), framed Avro out.
+    schemaRegistry: schemaRegistrySchema.optional(),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -291,6 +372,7 @@ const topicSchema = z
 export const configSchema = z
   .object({
     consumer: consumerSchema,
+    producer: producerSchema,
     kafka: kafkaSchema.default({}),
     transactions: z.boolean().default(false),
     http: z
@@ -334,13 +416,14 @@ function crossChecks(raw: unknown): string[] {
     } catch {
       re = null;
     }
-    const outs: [string, string | undefined][] = [['output', str(t.output)], ['deadLetter', str(t.deadLetter)], ['alerts', str(t.alerts) ?? alertsDefault]];
+    const dl = str(t.deadLetter) ?? (isObj(t.deadLetter) ? str(t.deadLetter.topic) : undefined);
+    const outs: [string, string | undefined][] = [['output', str(t.output)], ['deadLetter', dl], ['alerts', str(t.alerts) ?? alertsDefault]];
     for (const [field, name] of outs) {
       if (name === undefined) continue;
       if (input !== undefined && name === input) out.push(`${where(field)}: ${field} topic "${name}" is the input topic (a loop)`);
       if (re && re.test(name)) out.push(`${where(field)}: ${field} topic "${name}" matches inputPattern (a loop)`);
     }
-    if (str(t.deadLetter) !== undefined && t.deadLetter === t.output) out.push(`${where('deadLetter')}: must differ from output`);
+    if (dl !== undefined && dl === t.output) out.push(`${where('deadLetter')}: must differ from output`);
     if (typeof t.maxBatchSize === 'number' && t.maxBatchSize > maxInFlight) out.push(`${where('maxBatchSize')}: must not exceed maxInFlight (${maxInFlight})`);
   });
   return out;
@@ -385,8 +468,10 @@ export function parseConfig(raw: unknown, opts: ParseOptions = {}): GuardConfig 
   return {
     ...c,
     kafka: { ...c.kafka, brokers: c.kafka.brokers ?? brokers! },
-    topics: c.topics.map(({ pipeline, ...t }) => ({
+    topics: c.topics.map(({ pipeline, deadLetter, ...t }) => ({
       ...t,
+      deadLetter: typeof deadLetter === 'string' ? deadLetter : deadLetter.topic,
+      deadLetterFormat: typeof deadLetter === 'string' ? 'avro' : deadLetter.format,
       pipelines: (Array.isArray(pipeline) ? pipeline : [pipeline]).map((p) => p.trim()),
       models: t.models ?? c.models,
       alerts: t.alerts ?? c.alerts.topic,

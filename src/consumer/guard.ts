@@ -16,6 +16,8 @@ import { startOpsServer, type OpsServer } from '../ops/http.ts';
 import { resolveSecrets, redactConfig } from '../config/load.ts';
 import type { GuardConfig } from '../config/schema.ts';
 import { AlertWebhook } from '../ops/webhook.ts';
+import { registerAvailableCodecs, useCompression } from '../kafka/codecs.ts';
+import { ConfigError } from '../config/schema.ts';
 
 export interface GuardOptions {
   baseDir?: string;
@@ -103,6 +105,14 @@ export class Guard {
     this.kafka = new Kafka(kcfg);
     this.runtimes = config.topics.map((t) => buildTopicRuntime(t, (dir) => this.registry(dir), baseDir));
     if (config.alerts.webhook) this.webhook = new AlertWebhook(config.alerts.webhook, this.log, this.metrics);
+    let compression;
+    try {
+      compression = useCompression(config.producer.compression);
+    } catch (e) {
+      throw new ConfigError([(e as Error).message]);
+    }
+    const noCodec = registerAvailableCodecs(); // inputs compressed with any codec that loads can be read
+    if (noCodec.length) this.log.debug({ codecs: noCodec }, 'compression codecs not installed (inputs compressed with them cannot be read)');
     this.runner = new Runner({
       kafka: this.kafka,
       runtimes: this.runtimes,
@@ -113,6 +123,8 @@ export class Guard {
       partitionsConsumedConcurrently: 1,
       consumer: config.consumer,
       autoOffsetReset: config.kafka.autoOffsetReset,
+      compression,
+      checkTopics: config.kafka.checkTopics,
       inject: opts.inject,
     });
     attachMetrics(this.runner, this.metrics);
@@ -190,7 +202,9 @@ export class Guard {
   }
 
   readiness() {
-    const checks = { brokerConnected: this.runner.brokerReachable(), modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
+    const checks: Record<string, boolean> = { brokerConnected: this.runner.brokerReachable(), modelsWarm: this.warmed, partitionsAssigned: this.runner.assigned };
+    // Schema Registry topics: false while the registry cannot be reached (records wait; see src/records/registry.ts).
+    if (this.runtimes.some((rt) => rt.registry)) checks.schemaRegistry = this.runtimes.every((rt) => rt.registry?.available !== false);
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 

@@ -35,7 +35,10 @@ export function attachMetrics(runner: Runner, metrics: GuardMetrics): void {
     for (const ts of r.timestamps) if (Number.isFinite(ts)) metrics.endToEnd.observe({ topic }, Math.max(0, (now - ts) / 1000));
     for (const o of r.outputs) metrics.produced.inc({ topic, pipeline, outcome: o.flagged ? 'flagged' : 'clean' });
     if (r.alerts.length) metrics.flagged.inc({ topic, pipeline }, r.alerts.length);
-    for (const d of r.deadLetters) metrics.deadLettered.inc({ topic, reason: d.reason });
+    for (const d of r.deadLetters) {
+      metrics.deadLettered.inc({ topic, reason: d.reason });
+      if (d.dropped) metrics.deadLettersDropped.inc({ topic, reason: d.reason });
+    }
   });
 }
 
@@ -62,6 +65,9 @@ export function attachLogging(runner: Runner, log: Logger): void {
     for (const a of r.alerts) {
       log.warn({ recordId: a.id, topic: e.topic, partition: a.partition, offset: a.offset, score: a.score, labelBefore: a.labelBefore, labelAfter: a.labelAfter }, 'flagged: likely adversarial input');
     }
-    for (const d of r.deadLetters) log.info({ recordId: d.id, topic: e.topic, offset: d.offset, reason: d.reason, truncated: d.truncated }, 'dead-lettered');
+    for (const d of r.deadLetters) {
+      if (d.dropped) log.error({ recordId: d.id, topic: e.topic, partition: e.partition, offset: d.offset, reason: d.reason }, 'dead letter dropped: not even a truncated dead letter fits the dead-letter topic (raise its max.message.bytes)');
+      else log.info({ recordId: d.id, topic: e.topic, offset: d.offset, reason: d.reason, truncated: d.truncated }, 'dead-lettered');
+    }
   });
 }

@@ -8,7 +8,11 @@
  * Then `assemble` turns the per-record outcomes into the messages to produce, each checked against
  * the size its topic accepts (`ChunkOptions.maxBytes`): an output that does not fit becomes a
  * dead letter (`output_too_large`), an alert that does not fit loses its attributes, and a dead
- * letter that does not fit carries the first bytes of the original plus its length and sha256.
+ * letter that does not fit carries the first bytes of the original plus its length and sha256
+ * (one that cannot fit even so is marked `dropped`: logged and counted by the runner's subscribers).
+ * Outputs and alerts keep the input's key and headers, plus the verdict headers; dead letters are
+ * the Avro envelope or, with `deadLetterFormat: connect`, the original record verbatim with Kafka
+ * Connect's `__connect.errors.*` context headers.
  * Nothing is sent here. Every input message ends in exactly one output or one dead letter.
  */
 import { createHash } from 'node:crypto';
@@ -17,6 +21,7 @@ import { headersAsStrings, parseInput } from '../records/input.ts';
 import { decodeImage, encodeImage, mimeType, type OutputImageFormat } from '../image/decode.ts';
 import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert, type DeadLetterInput } from '../records/avro.ts';
 import { cleanDetail, type ReasonCode } from '../records/reasons.ts';
+import { FRAME_BYTES, frameValue, type OutputSchemaIds } from '../records/registry.ts';
 import type { TopicRuntime } from './topicRuntime.ts';
 import type { GuardInput } from '../records/input.ts';
 import type { Verdict } from '../detect/detector.ts';
@@ -31,10 +36,23 @@ export interface InMessage {
   timestamp: string;
 }
 
+/** Header values as kafkajs gives and takes them (a repeated header is an array). */
+export type HeaderValue = Buffer | string | (Buffer | string)[];
+export type Headers = Record<string, HeaderValue>;
+
 export interface OutMessage {
-  key: string | null;
+  key: Buffer | string | null;
   value: Buffer;
-  headers?: Record<string, string>;
+  headers?: Headers;
+  /** Set on Connect-style dead letters: the original record's timestamp. */
+  timestamp?: string;
+}
+
+/** The input record's headers, without undefined entries (kept on outputs, alerts and dead letters). */
+export function inputHeaders(m: InMessage): Headers {
+  const out: Headers = {};
+  for (const [k, v] of Object.entries(m.headers ?? {})) if (v !== undefined) out[k] = v;
+  return out;
 }
 
 /** An alert as produced to the alert topic (the Avro Alert record). */
@@ -49,7 +67,12 @@ export interface ChunkResult {
   /** topic -> messages */
   out: Map<string, OutMessage[]>;
   alerts: AlertEvent[];
-  deadLetters: { id: string | null; reason: string; offset: string; truncated?: boolean }[];
+  /**
+   * Every dead-lettered record; `dropped`: not even a truncated dead letter fits the dead-letter
+   * topic's limit, so none was produced (logged at error level and counted in
+   * vqguard_dead_letters_dropped_total; the offset still moves on).
+   */
+  deadLetters: { id: string | null; reason: string; offset: string; truncated?: boolean; dropped?: boolean }[];
   outputs: { id: string; flagged: boolean; offset: string; label: number | null; verdict: Verdict }[];
   /** Record timestamps (ms) for end-to-end latency. */
   timestamps: number[];
@@ -81,7 +104,9 @@ export const BATCH_OVERHEAD = 128;
 /** Size a message takes in a record batch (an upper bound). */
 export function messageBytes(m: OutMessage): number {
   let n = RECORD_OVERHEAD + m.value.length + (m.key === null ? 0 : Buffer.byteLength(m.key));
-  for (const [k, v] of Object.entries(m.headers ?? {})) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 10;
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
+    for (const one of Array.isArray(v) ? v : [v]) n += Buffer.byteLength(k) + Buffer.byteLength(one) + 10;
+  }
   return n;
 }
 
@@ -123,10 +148,18 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   const outcomes = new Map<InMessage, Outcome>();
   const dead = (m: InMessage, id: string | null, reason: ReasonCode, detail: string, alert?: Alert) => outcomes.set(m, { kind: 'dead', m, id, reason, detail, ...(alert ? { alert } : {}) });
 
+  // Schema Registry (src/records/registry.ts): output schema ids, writer schemas of framed input.
+  // An unreachable registry throws SchemaRegistryUnavailable: the runner retries, nothing is dead-lettered.
+  const schemaIds = rt.registry ? await rt.registry.outputIds() : undefined;
+  const writers = rt.registry && s.format !== 'raw' ? await rt.registry.writers(messages.map((m) => m.value)) : [];
+
   // 1. Decode: parse, then decode the images (sharp runs on its own thread pool: in parallel).
-  const parsedAll = messages.map((m) => {
+  const parsedAll = messages.map((m, i) => {
     try {
-      return { m, parsed: parseInput({ value: m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp }, s.format, { fallbackId: `${topic}-${partition}-${m.offset}`, now: clock }) };
+      const w = writers[i];
+      if (w && !w.ok) return { m, parsed: w };
+      const opts = { fallbackId: `${topic}-${partition}-${m.offset}`, now: clock, ...(w ? { avro: { writerSchema: w.writer } } : {}) };
+      return { m, parsed: parseInput({ value: w ? w.body : m.value, headers: m.headers ?? {}, key: m.key, timestamp: m.timestamp }, w ? 'avro' : s.format, opts) };
     } catch (e) {
       return { m, parsed: { ok: false as const, reason: 'bad_avro' as const, detail: `cannot read the record: ${errText(e)}` } };
     }
@@ -210,10 +243,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
           });
           outcomes.set(g.m, {
             kind: 'output', m: g.m, id: g.input.id, value, alert,
-            headers: {
-              'vqguard-flagged': String(v.flagged), 'vqguard-score': v.score.toFixed(6),
-              'vqguard-original-size': g.originalSize, 'vqguard-model-size': modelSize,
-            },
+            headers: { ...verdictHeaders(v, v.flagged), 'vqguard-original-size': g.originalSize, 'vqguard-model-size': modelSize },
             flagged: v.flagged, label: g.input.label ?? null, verdict: v,
           });
         } catch (e) {
@@ -224,7 +254,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   }
   lap('encode');
   const ordered = messages.map((m) => outcomes.get(m)!);
-  return assemble(ordered, { topic, partition, deadLetter: s.deadLetter, output: s.output, alerts: s.alerts }, { maxBytes: opts.maxBytes, now: clock }, stageMs);
+  return assemble(ordered, chunkTopics(s, topic, partition, schemaIds), { maxBytes: opts.maxBytes, now: clock }, stageMs);
 }
 
 export interface ChunkTopics {
@@ -232,7 +262,20 @@ export interface ChunkTopics {
   partition: number;
   output: string;
   deadLetter: string;
+  /** avro (default): the DeadLetter envelope; connect: Kafka Connect's DLQ convention. */
+  deadLetterFormat?: 'avro' | 'connect';
   alerts: string;
+  /** Schema Registry ids: values sent to these topics are framed (magic byte 0 + id). */
+  schemaIds?: OutputSchemaIds;
+}
+
+export function chunkTopics(
+  s: { output: string; deadLetter: string; deadLetterFormat?: 'avro' | 'connect'; alerts: string },
+  topic: string,
+  partition: number,
+  schemaIds?: OutputSchemaIds,
+): ChunkTopics {
+  return { topic, partition, output: s.output, deadLetter: s.deadLetter, deadLetterFormat: s.deadLetterFormat ?? 'avro', alerts: s.alerts, ...(schemaIds ? { schemaIds } : {}) };
 }
 
 /**
@@ -246,58 +289,149 @@ export function assemble(
   stageMs: ChunkResult['stageMs'] = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 },
 ): ChunkResult {
   const now = o.now ?? Date.now;
-  const limit = (topic: string) => (o.maxBytes ? o.maxBytes(topic) : Infinity);
+  const ids = t.schemaIds;
+  // A framed value is FRAME_BYTES longer: fit the unframed message to the limit less that.
+  const limit = (topic: string) => (o.maxBytes ? o.maxBytes(topic) : Infinity) - (ids ? FRAME_BYTES : 0);
+  const framed = (m: OutMessage, id: number | undefined): OutMessage => (id === undefined ? m : { ...m, value: frameValue(id, m.value) });
   const res: ChunkResult = { out: new Map(), alerts: [], deadLetters: [], outputs: [], timestamps: [], stageMs, outcomes };
   const deadMsg = (oc: { m: InMessage; id: string | null; reason: ReasonCode; detail: string }) => {
-    const { msg, truncated } = fitDeadLetter(
-      { id: oc.id, reason: oc.reason, detail: oc.detail, original: oc.m.value ?? Buffer.alloc(0), headers: headersAsStrings(oc.m.headers), topic: t.topic, partition: t.partition, offset: oc.m.offset, at: now() },
-      limit(t.deadLetter),
-    );
-    push(res.out, t.deadLetter, msg);
-    res.deadLetters.push({ id: oc.id, reason: oc.reason, offset: oc.m.offset, ...(truncated ? { truncated } : {}) });
-    res.timestamps.push(Number(oc.m.timestamp));
+    const ts = Number(oc.m.timestamp);
+    const { msg, truncated } =
+      t.deadLetterFormat === 'connect'
+        ? fitConnectDeadLetter(oc.m, { topic: t.topic, partition: t.partition, reason: oc.reason, detail: oc.detail }, limit(t.deadLetter))
+        : fitDeadLetter(
+            {
+              id: oc.id, reason: oc.reason, detail: oc.detail, original: oc.m.value ?? Buffer.alloc(0), headers: headersAsStrings(oc.m.headers), topic: t.topic, partition: t.partition,
+              offset: oc.m.offset, at: now(), key: oc.m.key ?? null, timestamp: Number.isFinite(ts) ? ts : null,
+            },
+            limit(t.deadLetter),
+            oc.m.key ?? oc.id,
+          );
+    // A Connect-format dead letter is the original bytes, never framed; an Avro envelope is framed when a registry is set.
+    if (msg) push(res.out, t.deadLetter, t.deadLetterFormat === 'connect' ? msg : framed(msg, ids?.deadLetter));
+    res.deadLetters.push({ id: oc.id, reason: oc.reason, offset: oc.m.offset, ...(truncated ? { truncated } : {}), ...(msg ? {} : { dropped: true }) });
+    res.timestamps.push(ts);
   };
   for (const oc of outcomes) {
     if (oc.alert) {
-      const msg = fitAlert(oc.alert, limit(t.alerts), `${t.topic}/${t.partition}/${oc.m.offset}`);
+      const msg = fitAlert(oc.alert, limit(t.alerts), `${t.topic}/${t.partition}/${oc.m.offset}`, oc.m, oc.kind === 'output' ? oc.headers : verdictHeaders(oc.alert));
       if (msg) {
         res.alerts.push(oc.alert);
-        push(res.out, t.alerts, msg);
+        push(res.out, t.alerts, framed(msg, ids?.alerts));
       }
     }
     if (oc.kind === 'dead') {
       deadMsg(oc);
       continue;
     }
-    const msg: OutMessage = { key: oc.id, value: oc.value, headers: oc.headers };
+    // The input key (partitioning downstream does not change) and headers (traceparent,
+    // correlation ids), plus the verdict headers (which replace input headers of the same name).
+    const msg: OutMessage = { key: oc.m.key ?? null, value: oc.value, headers: { ...inputHeaders(oc.m), ...oc.headers } };
     const need = messageBytes(msg);
     if (need > limit(t.output)) {
       deadMsg({ m: oc.m, id: oc.id, reason: 'output_too_large', detail: `the output (${need} bytes) does not fit topic ${t.output} (max ${limit(t.output)} bytes per message)` });
       continue;
     }
-    push(res.out, t.output, msg);
+    push(res.out, t.output, framed(msg, ids?.output));
     res.outputs.push({ id: oc.id, flagged: oc.flagged, offset: oc.m.offset, label: oc.label, verdict: oc.verdict });
     res.timestamps.push(Number(oc.m.timestamp));
   }
   return res;
 }
 
-/** An alert message that fits `limit`: without its attributes if need be; null if even that does not fit. */
-function fitAlert(a: Alert, limit: number, source: string): OutMessage | null {
-  const headers = { 'vqguard-source': source };
-  let msg: OutMessage = { key: a.id, value: encodeAlert(a), headers };
+/** The verdict headers of outputs and alerts. */
+export function verdictHeaders(v: { score: number }, flagged = true): Record<string, string> {
+  return { 'vqguard-flagged': String(flagged), 'vqguard-score': v.score.toFixed(6) };
+}
+
+/**
+ * An alert message that fits `limit`: keyed by the input's key (by the record id when it had none),
+ * with the input's headers plus the verdict headers and vqguard-source; without its attributes,
+ * then without the input headers, if need be; null if even that does not fit.
+ */
+function fitAlert(a: Alert, limit: number, source: string, m: InMessage, verdict: Headers): OutMessage | null {
+  const own = { ...verdict, 'vqguard-source': source };
+  const key = m.key ?? a.id;
+  let msg: OutMessage = { key, value: encodeAlert(a), headers: { ...inputHeaders(m), ...own } };
   if (messageBytes(msg) <= limit) return msg;
-  msg = { key: a.id.slice(0, 200), value: encodeAlert({ ...a, id: a.id.slice(0, 1000), attributes: { 'vqguard-truncated': 'attributes removed: the alert did not fit the alert topic' } }), headers };
+  const slim = encodeAlert({ ...a, id: a.id.slice(0, 1000), attributes: { 'vqguard-truncated': 'attributes removed: the alert did not fit the alert topic' } });
+  msg = { key, value: slim, headers: { ...inputHeaders(m), ...own } };
+  if (messageBytes(msg) <= limit) return msg;
+  msg = { key: m.key ?? a.id.slice(0, 200), value: slim, headers: own };
   return messageBytes(msg) <= limit ? msg : null;
+}
+
+/** Kafka Connect's dead-letter context headers (ErrorReporter / DeadLetterQueueReporter names). */
+export const CONNECT_HEADERS = {
+  topic: '__connect.errors.topic',
+  partition: '__connect.errors.partition',
+  offset: '__connect.errors.offset',
+  exceptionClass: '__connect.errors.exception.class.name',
+  exceptionMessage: '__connect.errors.exception.message',
+  connector: '__connect.errors.connector.name',
+  stage: '__connect.errors.stage',
+} as const;
+
+/**
+ * A Kafka-Connect-style dead letter: the original key, value, headers and timestamp verbatim, the
+ * context in `__connect.errors.*` headers plus `vqguard-reason`. When it does not fit `limit`: the
+ * input headers go first, then the value is cut to its first bytes (headers vqguard-truncated,
+ * vqguard-original-length, vqguard-original-sha256; `dlq replay` will not send such a one back);
+ * null when even an empty value does not fit.
+ */
+export function fitConnectDeadLetter(
+  m: InMessage,
+  c: { topic: string; partition: number; reason: ReasonCode | string; detail: string },
+  limit: number,
+): { msg: OutMessage | null; truncated: boolean } {
+  const context: Record<string, string> = {
+    [CONNECT_HEADERS.topic]: c.topic,
+    [CONNECT_HEADERS.partition]: String(c.partition),
+    [CONNECT_HEADERS.offset]: m.offset,
+    [CONNECT_HEADERS.connector]: 'vqguard',
+    [CONNECT_HEADERS.stage]: 'VQGUARD',
+    [CONNECT_HEADERS.exceptionClass]: `io.vqguard.${c.reason}`,
+    [CONNECT_HEADERS.exceptionMessage]: c.detail,
+    'vqguard-reason': c.reason,
+  };
+  const base = { key: m.key ?? null, timestamp: m.timestamp };
+  const whole: OutMessage = { ...base, value: m.value ?? Buffer.alloc(0), headers: { ...inputHeaders(m), ...context } };
+  if (messageBytes(whole) <= limit) return { msg: whole, truncated: false };
+  const original = m.value ?? Buffer.alloc(0);
+  const sha = createHash('sha256').update(original).digest('hex');
+  const cut = (n: number, withInput: boolean): OutMessage => ({
+    ...base,
+    value: original.subarray(0, n),
+    headers: {
+      ...(withInput ? inputHeaders(m) : {}),
+      ...context,
+      [CONNECT_HEADERS.exceptionMessage]: `${c.detail}; value truncated to its first ${n} of ${original.length} bytes to fit the dead-letter topic`,
+      'vqguard-truncated': 'true',
+      'vqguard-original-length': String(original.length),
+      'vqguard-original-sha256': sha,
+    },
+  });
+  for (const withInput of [true, false]) {
+    const empty = cut(0, withInput);
+    if (messageBytes(empty) > limit) continue;
+    let keep = Math.max(0, Math.min(original.length - 1, limit - messageBytes(empty) - 16));
+    let msg = cut(keep, withInput);
+    while (messageBytes(msg) > limit && keep > 0) {
+      keep = Math.max(0, keep - (messageBytes(msg) - limit) - 16);
+      msg = cut(keep, withInput);
+    }
+    return { msg, truncated: true };
+  }
+  return { msg: null, truncated: true };
 }
 
 /**
  * A dead-letter message that fits `limit`: the original as is when it fits, else its first bytes
  * with originalLength and originalSha256 set, the detail saying so, and header vqguard-truncated.
  */
-export function fitDeadLetter(d: DeadLetterInput, limit: number): { msg: OutMessage; truncated: boolean } {
+export function fitDeadLetter(d: DeadLetterInput, limit: number, key: Buffer | string | null = d.id ?? null): { msg: OutMessage | null; truncated: boolean } {
   const headers: Record<string, string> = { 'vqguard-reason': d.reason };
-  const whole: OutMessage = { key: d.id ?? null, value: encodeDeadLetter(d), headers };
+  const whole: OutMessage = { key, value: encodeDeadLetter(d), headers };
   if (messageBytes(whole) <= limit) return { msg: whole, truncated: false };
   const original = d.original;
   const sha = createHash('sha256').update(original).digest('hex');
@@ -310,7 +444,7 @@ export function fitDeadLetter(d: DeadLetterInput, limit: number): { msg: OutMess
       ...d, id, headers: h, original: original.subarray(0, n), originalLength: original.length, originalSha256: sha,
       detail: `${d.detail}; original truncated to its first ${n} of ${original.length} bytes (sha256 ${sha}) to fit the dead-letter topic`,
     };
-    return { key: id, value: encodeDeadLetter(rec), headers: { ...headers, 'vqguard-truncated': 'true' } } as OutMessage;
+    return { key: typeof key === 'string' ? key.slice(0, 200) : key !== null && key.length > 1000 ? null : key, value: encodeDeadLetter(rec), headers: { ...headers, 'vqguard-truncated': 'true' } } as OutMessage;
   };
   let h = hdrs;
   let base = messageBytes(make(0, h));
@@ -324,5 +458,5 @@ export function fitDeadLetter(d: DeadLetterInput, limit: number): { msg: OutMess
     keep = Math.max(0, keep - (messageBytes(msg) - limit) - 16);
     msg = make(keep, h);
   }
-  return { msg, truncated: true };
+  return { msg: messageBytes(msg) <= limit ? msg : null, truncated: true };
 }

@@ -25,13 +25,14 @@
  * consumer pauses fetching and resumes once the count falls to half the bound.
  */
 import { EventEmitter } from 'node:events';
-import type { ConfigResourceTypes, Consumer, EachBatchPayload, Kafka, Producer, Transaction } from 'kafkajs';
+import { Partitioners, type CompressionTypes, type ConfigResourceTypes, type Consumer, type EachBatchPayload, type Kafka, type Producer, type Transaction } from 'kafkajs';
 import { chunk, OffsetTracker } from './offsets.ts';
 import { Backpressure } from './backpressure.ts';
-import { assemble, BATCH_OVERHEAD, messageBytes, processChunk, type ChunkResult, type ChunkSteps, type InMessage, type AlertEvent, type OutMessage } from './processChunk.ts';
+import { assemble, BATCH_OVERHEAD, chunkTopics, messageBytes, processChunk, type ChunkResult, type ChunkSteps, type InMessage, type AlertEvent, type OutMessage } from './processChunk.ts';
 import type { TopicRuntime } from './topicRuntime.ts';
 import { CONSUMER_DEFAULTS, type ConsumerConfig } from '../config/schema.ts';
 import { cleanDetail } from '../records/reasons.ts';
+import { SchemaRegistryUnavailable } from '../records/registry.ts';
 
 export interface RunnerOptions {
   kafka: Kafka;
@@ -45,6 +46,10 @@ export interface RunnerOptions {
   consumer?: Partial<ConsumerConfig>;
   /** Where a group with no committed offset starts (Kafka's auto.offset.reset). */
   autoOffsetReset?: 'earliest' | 'latest';
+  /** Compression of every produced batch (kafkajs CompressionTypes; its codec registered: src/kafka/codecs.ts). Default none. */
+  compression?: CompressionTypes;
+  /** At start, check that every topic the guard reads or writes exists (MissingTopicsError otherwise). Default false. */
+  checkTopics?: boolean;
   /** Fault injection (tests). */
   inject?: RunnerInjection;
 }
@@ -107,6 +112,18 @@ export interface RunnerEventMap {
   recovered: [{ downMs: number }];
   fatal: [{ error: Error; downMs: number }];
   alerts: [AlertEvent[]];
+}
+
+/** Topics the guard needs that the broker does not have (kafka.checkTopics): the CLI exits 78 (configuration). */
+export class MissingTopicsError extends Error {
+  readonly exitCode = 78;
+  constructor(readonly missing: { topic: string; roles: string[] }[]) {
+    super(
+      `${missing.length} topic${missing.length === 1 ? '' : 's'} missing on the broker (create ${missing.length === 1 ? 'it' : 'them'}, or set kafka.checkTopics: false to rely on auto-creation): ` +
+        missing.map((m) => `${m.topic} (${m.roles.join(', ')})`).join('; '),
+    );
+    this.name = 'MissingTopicsError';
+  }
 }
 
 /** kafkajs's ConfigResourceTypes.TOPIC (a TypeScript enum its CommonJS build does not export by name to ESM). */
@@ -212,14 +229,34 @@ export class Runner extends EventEmitter<RunnerEventMap> {
       sessionTimeout: t.sessionTimeoutMs,
       rebalanceTimeout: t.rebalanceTimeoutMs,
       heartbeatInterval: t.heartbeatIntervalMs,
-      maxWaitTimeInMs: Math.min(...this.runtimes.map((r) => r.settings.maxBatchWaitMs), 500),
+      maxWaitTimeInMs: t.maxWaitTimeMs ?? Math.min(...this.runtimes.map((r) => r.settings.maxBatchWaitMs), 500),
+      maxBytesPerPartition: t.maxBytesPerPartition,
+      maxBytes: t.maxBytes,
+      minBytes: t.minBytes,
       readUncommitted: false,
       retry: { retries: 10 },
     });
+    // DefaultPartitioner: the Java client's murmur2 partitioning of keyed records (outputs keep their
+    // input's key, so downstream partitioning matches a Java producer's); naming it also silences
+    // kafkajs's "switched default partitioner" warning.
     const producer = this.kafka.producer(
       this.opts.transactions
-        ? { transactionalId: this.opts.transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: t.transactionTimeoutMs }
-        : { idempotent: true, maxInFlightRequests: 1 },
+        ? {
+            transactionalId: this.opts.transactionalId,
+            idempotent: true,
+            maxInFlightRequests: 1,
+            transactionTimeout: t.transactionTimeoutMs,
+            createPartitioner: Partitioners.DefaultPartitioner,
+            // What kafkajs asks of an idempotent producer (fewer retries "may invalidate EoS"): retry
+            // retriable errors without a count limit, as the Java client does (retries = MAX_INT). A
+            // broker away longer than the transaction timeout aborts the transaction; the producer
+            // then fails non-retriably and the consumer and producer are recreated (see recover).
+            retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 },
+          }
+        : // At-least-once: not idempotent (a retried send may duplicate a message, which this mode
+          // allows anyway; order holds with one request in flight), so bounded retries are fine and
+          // a lost broker surfaces as an error instead of an endless wait.
+          { idempotent: false, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner },
     );
     const { GROUP_JOIN, CONNECT, DISCONNECT, CRASH, STOP } = consumer.events;
     consumer.on(GROUP_JOIN, (e) => {
@@ -371,6 +408,31 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     return { limits, missing };
   }
 
+  /**
+   * Every input (fixed names), output, alert and dead-letter topic that the broker does not have
+   * (listTopics: a metadata request that creates nothing), with the roles each plays.
+   */
+  async missingTopics(): Promise<{ topic: string; roles: string[] }[]> {
+    const roles = new Map<string, string[]>();
+    const add = (topic: string, role: string) => roles.set(topic, [...(roles.get(topic) ?? []), role]);
+    for (const r of this.runtimes) {
+      const s = r.settings;
+      const of = s.input ?? `inputPattern ${s.inputPattern}`;
+      if (s.input) add(s.input, 'input');
+      add(s.output, `output of ${of}`);
+      add(s.deadLetter, `dead letters of ${of}`);
+      add(s.alerts, `alerts of ${of}`);
+    }
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const have = new Set(await admin.listTopics());
+      return [...roles].filter(([t]) => !have.has(t)).map(([topic, r]) => ({ topic, roles: [...new Set(r)] }));
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+  }
+
   /** Output, alert and dead-letter topics (and fixed input topics) of every runtime. */
   topicsInUse(): { outputs: string[]; inputs: string[] } {
     const outputs = new Set<string>();
@@ -393,6 +455,10 @@ export class Runner extends EventEmitter<RunnerEventMap> {
   private limitsLoaded = false;
 
   async start(): Promise<void> {
+    if (this.opts.checkTopics) {
+      const missing = await this.missingTopics();
+      if (missing.length) throw new MissingTopicsError(missing);
+    }
     await this.startClients();
   }
 
@@ -468,7 +534,9 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     let r: ChunkResult;
     try {
       await this.opts.inject?.beforeProcess?.(topic, partition, part);
-      r = await processChunk(rt, topic, partition, part, Date.now, { maxBytes: this.maxBytes, steps: this.opts.inject?.steps });
+      const done = await this.processAwaitingRegistry(p, consumer, rt, topic, partition, part);
+      if (!done) return false;
+      r = done;
     } catch (e) {
       const error = cleanDetail(errMessage(e), 300);
       const attempt = keys.map((k) => this.failures.get(k) ?? 0).reduce((a, b) => Math.max(a, b), 0) + 1;
@@ -478,7 +546,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
         this.emit('poison', { topic, partition, offset: m.offset, attempts: attempt, error });
         r = assemble(
           [{ kind: 'dead', m, id: m.key?.length ? m.key.toString('utf8').slice(0, 200) : null, reason: 'poison', detail: `processing failed ${attempt} times in a row: ${error}` }],
-          { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts },
+          chunkTopics(s, topic, partition, rt.registry?.ids),
           { maxBytes: this.maxBytes },
         );
       } else {
@@ -521,6 +589,25 @@ export class Runner extends EventEmitter<RunnerEventMap> {
   }
 
   /**
+   * processChunk, waiting out a Schema Registry outage: the micro-batch is retried with backoff
+   * (up to 5 s apart, heartbeating), not counted against its records (no poison, no dead letters,
+   * no commit). Undefined when the batch was abandoned meanwhile (stopping, stale, replaced).
+   */
+  private async processAwaitingRegistry(p: EachBatchPayload, consumer: Consumer, rt: TopicRuntime, topic: string, partition: number, part: InMessage[]): Promise<ChunkResult | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await processChunk(rt, topic, partition, part, Date.now, { maxBytes: this.maxBytes, steps: this.opts.inject?.steps });
+      } catch (e) {
+        if (!(e instanceof SchemaRegistryUnavailable)) throw e;
+        this.emit('retry', { topic, partition, offsets: part.map((x) => x.offset), attempt, error: cleanDetail(e.message, 300) });
+        await sleep(Math.min(250 * 2 ** Math.min(attempt - 1, 10), 5000));
+        if (!p.isRunning() || p.isStale() || consumer !== this._consumer) return undefined;
+        await p.heartbeat().catch(() => {});
+      }
+    }
+  }
+
+  /**
    * Delivers a micro-batch; when the broker refuses a message as too large, re-reads the topics'
    * limits (halving the refusing topics' if they did not change), refits and tries again, so only
    * the records that do not fit become dead letters (truncated if need be).
@@ -556,7 +643,7 @@ export class Runner extends EventEmitter<RunnerEventMap> {
         for (const t of involved) if (this.maxBytes(t) >= before.get(t)!) this.shrink.set(t, (this.shrink.get(t) ?? 1) / 2);
         this.emit('too-large', { topic, partition, error: errMessage(e), limits: Object.fromEntries(involved.map((t) => [t, this.maxBytes(t)])) });
         const s = rt.settings;
-        r = assemble(r.outcomes, { topic, partition, output: s.output, deadLetter: s.deadLetter, alerts: s.alerts }, { maxBytes: this.maxBytes }, r.stageMs);
+        r = assemble(r.outcomes, chunkTopics(s, topic, partition, rt.registry?.ids), { maxBytes: this.maxBytes }, r.stageMs);
       }
     }
   }
@@ -611,12 +698,12 @@ export class Runner extends EventEmitter<RunnerEventMap> {
     const rounds = this.sends(r.out);
     const producer = this._producer;
     if (!this.opts.transactions) {
-      for (const topicMessages of rounds) await producer.sendBatch({ topicMessages, acks: -1 });
+      for (const topicMessages of rounds) await producer.sendBatch({ topicMessages, acks: -1, compression: this.opts.compression });
       return;
     }
     const tx: Transaction = await producer.transaction();
     try {
-      for (const topicMessages of rounds) await tx.sendBatch({ topicMessages, acks: -1 });
+      for (const topicMessages of rounds) await tx.sendBatch({ topicMessages, acks: -1, compression: this.opts.compression });
       await tx.sendOffsets({
         consumerGroupId: this.opts.groupId,
         topics: [{ topic, partitions: [{ partition, offset: (BigInt(lastOffset) + 1n).toString() }] }],

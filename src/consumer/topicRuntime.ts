@@ -9,6 +9,7 @@ import { Detector } from '../detect/detector.ts';
 import { defaultCalibrationPath, loadCalibration, type Calibration } from '../detect/calibration.ts';
 
 import type { TopicConfig } from '../config/schema.ts';
+import { schemaRegistryClient, TopicSchemaRegistry } from '../records/registry.ts';
 
 export type TopicSettings = TopicConfig;
 
@@ -19,6 +20,8 @@ export interface TopicRuntime {
   calibration: Calibration;
   modelVersions: Record<string, string>;
   channels: number;
+  /** Set when the topic has `schemaRegistry`: framed Avro in and out (src/records/registry.ts). */
+  registry?: TopicSchemaRegistry;
 }
 
 export function buildTopicRuntime(s: TopicSettings, registries: (dir: string) => ModelRegistry, baseDir = process.cwd()): TopicRuntime {
@@ -48,5 +51,6 @@ export function buildTopicRuntime(s: TopicSettings, registries: (dir: string) =>
     calibration,
     modelVersions: versions,
     channels,
+    ...(s.schemaRegistry ? { registry: new TopicSchemaRegistry(schemaRegistryClient(s.schemaRegistry, { baseDir }), { output: s.output, alerts: s.alerts, deadLetter: s.deadLetterFormat === 'connect' ? undefined : s.deadLetter }) } : {}),
   };
 }

@@ -21,6 +21,7 @@ export async function calibrationScores(
   set: ImageSet,
   batch = 250,
   attackLogits?: LogitsFn,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<{ clean: Record<string, number>[]; attacked: Record<string, number>[] }> {
   const f = attackLogits ?? det.classifier.logits;
   if (!f || (!attackLogits && !det.classifier.hasGradients)) throw new Error(`classifier ${det.classifier.source} has no gradients: calibration needs a surrogate to attack`);
@@ -44,6 +45,7 @@ export async function calibrationScores(
       tf.dispose([xs, y, adv]);
     }
     x.dispose();
+    onProgress?.(e, set.n);
   }
   return { clean, attacked };
 }

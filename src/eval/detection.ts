@@ -32,7 +32,7 @@ export interface DetectionResult {
   curves: { eps: number; score: string; points: { fpr: number; tpr: number }[]; auc: number }[];
 }
 
-async function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<typeof batchTensor>, s: number, e: number) => ReturnType<typeof batchTensor>) | null, batch: number) {
+async function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<typeof batchTensor>, s: number, e: number) => ReturnType<typeof batchTensor>) | null, batch: number, onBatch?: (images: number) => void) {
   const scores: Record<string, number>[] = [];
   const labelBefore: number[] = [];
   for (let s = 0; s < set.n; s += batch) {
@@ -44,18 +44,31 @@ async function collect(det: Detector, set: ImageSet, transform: ((x: ReturnType<
     labelBefore.push(...raw.labelBefore);
     if (xi !== x) xi.dispose();
     x.dispose();
+    onBatch?.(e - s);
   }
   return { scores, labelBefore };
 }
 
 /** `attackLogits`: what the attack differentiates (default the detector's classifier; a surrogate's for transfer attacks). */
-export async function evaluateDetection(det: Detector, set: ImageSet, attack: AttackSpec, epsList: number[], batch = 200, attackLogits?: LogitsFn): Promise<DetectionResult> {
+/** `onProgress(done, total)`: images scored so far, of set.n x (1 + epsilons). */
+export async function evaluateDetection(
+  det: Detector,
+  set: ImageSet,
+  attack: AttackSpec,
+  epsList: number[],
+  batch = 200,
+  attackLogits?: LogitsFn,
+  onProgress?: (done: number, total: number) => void,
+): Promise<DetectionResult> {
   const f = attackLogits ?? det.classifier.logits;
   if (!f || (!attackLogits && !det.classifier.hasGradients)) throw new Error(`classifier ${det.classifier.source} has no gradients: pass a surrogate to attack`);
   const cal = det.calibration;
   if (!cal) throw new Error('detection evaluation needs a calibrated detector');
   const keys = ['combined', ...det.scoreKeys()];
-  const clean = await collect(det, set, null, batch);
+  const total = set.n * (1 + epsList.length);
+  let done = 0;
+  const onBatch = (n: number) => onProgress?.((done += n), total);
+  const clean = await collect(det, set, null, batch, onBatch);
   const t01 = cal.thresholdsByFpr['0.01'] ?? cal.thresholds;
   const t05 = cal.thresholdsByFpr['0.05'] ?? cal.thresholds;
   const rows: DetectionRow[] = [];
@@ -66,7 +79,7 @@ export async function evaluateDetection(det: Detector, set: ImageSet, attack: At
       const out = runAttack(attack, f, x, y, eps);
       y.dispose();
       return out;
-    }, batch);
+    }, batch, onBatch);
     const successful = adv.labelBefore.map((l, i) => l !== set.labels[i]);
     for (const key of keys) {
       const neg = clean.scores.map((s) => s[key]!);

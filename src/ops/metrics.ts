@@ -10,6 +10,7 @@ export class GuardMetrics {
   readonly produced: client.Counter<'topic' | 'pipeline' | 'outcome'>;
   readonly flagged: client.Counter<'topic' | 'pipeline'>;
   readonly deadLettered: client.Counter<'topic' | 'reason'>;
+  readonly deadLettersDropped: client.Counter<'topic' | 'reason'>;
   readonly alertsWebhook: client.Counter<'outcome'>;
   readonly batchSize: client.Histogram<'topic'>;
   readonly batchLatency: client.Histogram<'topic' | 'pipeline'>;
@@ -41,6 +42,12 @@ export class GuardMetrics {
     });
     this.flagged = new client.Counter({ name: 'vqguard_records_flagged_total', help: 'Records flagged as likely adversarial', labelNames: ['topic', 'pipeline'], registers: r });
     this.deadLettered = new client.Counter({ name: 'vqguard_records_dead_lettered_total', help: 'Records sent to the dead-letter topic, by reason code', labelNames: ['topic', 'reason'], registers: r });
+    this.deadLettersDropped = new client.Counter({
+      name: 'vqguard_dead_letters_dropped_total',
+      help: 'Dead letters not produced because not even a truncated one fits the dead-letter topic (each also logged at error level), by reason code',
+      labelNames: ['topic', 'reason'],
+      registers: r,
+    });
     this.alertsWebhook = new client.Counter({ name: 'vqguard_alert_webhook_deliveries_total', help: 'Webhook alert deliveries by outcome (ok, retry, failed, dropped_rate_limit, dropped_queue_full)', labelNames: ['outcome'], registers: r });
     this.batchSize = new client.Histogram({ name: 'vqguard_batch_size_records', help: 'Records per micro-batch', labelNames: ['topic'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: r });
     this.batchLatency = new client.Histogram({

@@ -103,6 +103,9 @@ export interface DeadLetter {
   /** Set when `original` is truncated (the whole would not fit the dead-letter topic). */
   originalLength: number | null;
   originalSha256: string | null;
+  /** The original message key and timestamp (null when absent, and in dead letters written before they were added). */
+  key: Buffer | null;
+  timestamp: number | null;
 }
 
 /** Fields with a schema default may be left out when encoding. */
@@ -110,7 +113,7 @@ type WithDefaults<T, K extends keyof T> = Omit<T, K> & Partial<Pick<T, K>>;
 export type ImageRecordInput = WithDefaults<ImageRecord, 'width' | 'height' | 'label' | 'attributes'>;
 export type GuardedImageInput = WithDefaults<GuardedImage, 'label' | 'attributes'>;
 export type AlertInput = WithDefaults<Alert, 'attributes'>;
-export type DeadLetterInput = WithDefaults<DeadLetter, 'id' | 'headers' | 'originalLength' | 'originalSha256'>;
+export type DeadLetterInput = WithDefaults<DeadLetter, 'id' | 'headers' | 'originalLength' | 'originalSha256' | 'key' | 'timestamp'>;
 
 export type DecodeReason = 'bad_avro' | 'schema_mismatch' | 'missing_field';
 export type DecodeResult<T> = { ok: true; record: T } | Failure<DecodeReason>;
@@ -160,7 +163,7 @@ export function encodeAlert(r: AlertInput): Buffer {
 }
 
 export function encodeDeadLetter(r: DeadLetterInput): Buffer {
-  return encodeChecked(deadLetterType, 'DeadLetter', { id: null, headers: {}, originalLength: null, originalSha256: null, ...r });
+  return encodeChecked(deadLetterType, 'DeadLetter', { id: null, headers: {}, originalLength: null, originalSha256: null, key: null, timestamp: null, ...r });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ function decodeWith<T>(reader: AvroType, name: string, buf: Buffer, opts: Decode
         return {
           ok: false,
           reason: 'schema_mismatch',
-          detail: `${name}: looks like Confluent Schema Registry framing (magic byte 0, schema id ${buf.readUInt32BE(1)}); vqguard reads plain Avro binary without the 5-byte prefix`,
+          detail: `${name}: looks like Confluent Schema Registry framing (magic byte 0, schema id ${buf.readUInt32BE(1)}); set the topic's schemaRegistry to read framed records (src/records/registry.ts)`,
         };
       }
     }

@@ -9,6 +9,7 @@ export const REASON_CODES = [
   'schema_mismatch', //    decodes but does not fit: trailing bytes, incompatible writer schema, Confluent framing
   'missing_field', //      a required field is absent (record ends at a field boundary; writer lacks the field)
   'bad_header', //         a vqguard-* header is malformed (e.g. vqguard-label not an integer)
+  'unknown_schema', //     Schema Registry framing with a schema id the registry does not know (src/records/registry.ts)
   // images (src/image/decode.ts)
   'too_large_bytes', //    encoded size above policy.maxBytes
   'too_many_pixels', //    header declares more than policy.maxPixels (checked before decoding)

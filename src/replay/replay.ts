@@ -18,6 +18,7 @@ import { decodeGuardedImage, type GuardedImage } from '../records/avro.ts';
 import { summarise, type StreamSummary } from '../demo/summary.ts';
 import { rocAuc } from '../eval/roc.ts';
 import { quantile } from '../report/stats.ts';
+import { registerAvailableCodecs } from '../kafka/codecs.ts';
 import { readRange, resolveRange, rangeSize, type PartitionRange, type RangeSpec } from './readRange.ts';
 
 export const REPLAY_FORMAT = 'vqguard-replay/1';
@@ -278,6 +279,7 @@ class PipelineStats {
 }
 
 export async function runReplay(o: ReplayOptions): Promise<ReplayReport> {
+  registerAvailableCodecs(); // inputs (or a guard's outputs) compressed with snappy, lz4 or zstd
   if (o.pipelines.length === 0) throw new Error('replay: give at least one --pipeline');
   const dup = o.pipelines.find((p, i) => o.pipelines.indexOf(p) !== i);
   if (dup) throw new Error(`replay: pipeline "${dup}" given twice`);
