@@ -42,7 +42,7 @@ test('examples/guard.yaml loads with every default filled in', () => {
   );
   assert.deepEqual(t.image, {
     maxBytes: 1048576, maxPixels: 4194304, formats: ['png', 'jpeg', 'webp', 'gif', 'tiff'], colour: 'grey', width: 28, height: 28,
-    resize: 'fill', colourMismatch: 'convert', alpha: 'flatten', animated: 'first-frame', highBitDepth: 'convert', cmyk: 'convert', outputFormat: 'png',
+    resize: 'reject', colourMismatch: 'reject', alpha: 'flatten', animated: 'first-frame', highBitDepth: 'convert', cmyk: 'convert', outputFormat: 'png',
   });
 });
 
@@ -167,6 +167,30 @@ test('checkModelBundles names the missing bundle', () => {
 
   raw.models = 'models/none';
   hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /^topics\[0\]\.models: model directory .* does not exist/);
+});
+
+test('checkModelBundles: a model set from `vqguard fit` guards an external classifier (modelset.json + declaration), no classifier bundle needed', () => {
+  const models = join(dir, 'models', 'fitted');
+  for (const b of ['purifier-split1', 'purifier-split2']) {
+    mkdirSync(join(models, b), { recursive: true });
+    writeFileSync(join(models, b, 'model.json'), readFileSync(join('models', 'mnist', b, 'model.json')));
+  }
+  const decl = join(process.cwd(), 'test/fixtures/external/fashion/onnx.yaml');
+  const set = { format: 'vqguard-modelset/1', classifier: decl, classes: ['a', 'b'], surrogate: null, dataset: 'folder:x', height: 28, width: 28, channels: 1 };
+  writeFileSync(join(models, 'modelset.json'), JSON.stringify(set));
+  const raw = clone(base) as { models?: string };
+  raw.models = 'models/fitted';
+  const good = checkModelBundles(parseConfig(raw, { env: {} }), dir);
+  assert.ok(good.ok, good.problems.join('\n'));
+  assert.equal(good.bundles.length, 2);
+  // The declaration or the model it names missing, or a broken modelset.json: each is named.
+  writeFileSync(join(models, 'modelset.json'), JSON.stringify({ ...set, classifier: 'absent.yaml' }));
+  hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /^topics\[0\]: classifier declaration .*absent\.yaml \(named in .*modelset\.json\) does not exist/);
+  writeFileSync(join(models, 'decl.yaml'), readFileSync(decl, 'utf8').replace('path: model.onnx', 'path: gone.onnx'));
+  writeFileSync(join(models, 'modelset.json'), JSON.stringify({ ...set, classifier: 'decl.yaml' }));
+  hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /^topics\[0\]: classifier onnx model .*gone\.onnx \(declared in .*decl\.yaml\) does not exist/);
+  writeFileSync(join(models, 'modelset.json'), JSON.stringify({ ...set, channels: 2 }));
+  hasProblem(checkModelBundles(parseConfig(raw, { env: {} }), dir).problems, /^topics\[0\]: .*modelset\.json: channels/);
 });
 
 test('file errors: unreadable file, bad YAML, duplicate keys', () => {

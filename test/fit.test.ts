@@ -1,7 +1,8 @@
 // `vqguard fit` on a tiny budget (the 50-image colour fixture, 32x32 RGB) with an external ONNX
 // classifier (no gradients: a surrogate is trained and every attack is a transfer attack, and the
 // report says so); the model set it writes runs in the guard on a real broker, where images of
-// another size or colour are dead-lettered with a reason; fit and train refuse to overwrite.
+// another size or colour are dead-lettered with a reason, and `replay` reads the topic back through
+// it; fit and train refuse to overwrite.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { encodeImage } from '../src/image/decode.ts';
 import { encodeImageRecord } from '../src/records/avro.ts';
 import { parseConfig } from '../src/config/schema.ts';
 import { Guard, createLogger } from '../src/consumer/guard.ts';
+import { runReplay } from '../src/replay/replay.ts';
 import { createTopics, getTestBroker, type TestBroker } from './helpers/broker.ts';
 import { guardTopics, LogSink, produce, REPO, waitFor, within } from './helpers/guard.ts';
 
@@ -127,9 +129,16 @@ describe('vqguard fit', { timeout: 600_000 }, () => {
     const config = parseConfig({ ...guardYaml, kafka: { brokers: broker.brokers, clientId: 'fit-test', groupId: t.groupId }, http: { port: 0, host: '127.0.0.1' }, models: out, alerts: { topic: t.alerts }, topics: [topic] });
     const outputs: string[] = [];
     const dead = new Map<string, string>();
+    const sizes = new Set<string>();
     const guard = new Guard(config, {
       baseDir: REPO, httpPort: 0, logger: createLogger(new LogSink()),
-      events: { onChunk: (_t, _p, r) => { outputs.push(...r.outputs.map((o) => o.id)); for (const d of r.deadLetters) dead.set(d.id ?? '?', d.reason); } },
+      events: {
+        onChunk: (_t, _p, r) => {
+          outputs.push(...r.outputs.map((o) => o.id));
+          for (const d of r.deadLetters) dead.set(d.id ?? '?', d.reason);
+          for (const m of r.out.get(t.output) ?? []) sizes.add(`${m.headers?.['vqguard-original-size']} ${m.headers?.['vqguard-model-size']}`);
+        },
+      },
     });
     try {
       await within(guard.start(), 90_000, 'guard.start()');
@@ -140,5 +149,13 @@ describe('vqguard fit', { timeout: 600_000 }, () => {
     assert.deepEqual(outputs.sort(), good.map((r) => r.id).sort());
     assert.equal(dead.get('wrong-size'), 'size_mismatch');
     assert.equal(dead.get('wrong-colour'), 'colour_mismatch');
+    // Every output says the original and the model size (equal here: the policy rejects the rest).
+    assert.deepEqual([...sizes], ['32x32x3 32x32x3']);
+
+    // Replay of the same topic through the fitted set (external classifier, 32x32 RGB): the same answers.
+    const rep = await runReplay({ brokers: broker.brokers, topic: t.input, pipelines: ['split2>full'], models: out, idleTimeoutMs: 30_000 });
+    const [p] = rep.pipelines;
+    assert.equal(rep.records, msgs.length);
+    assert.deepEqual([p!.counts.outputs, p!.counts.deadLetters, p!.counts.deadLettersByReason], [good.length, 2, { size_mismatch: 1, colour_mismatch: 1 }]);
   });
 });

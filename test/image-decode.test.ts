@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { decodeImage, encodeImage, type DecodeImageResult, type ImagePolicy } from '../src/image/decode.ts';
+import { DEFAULT_IMAGE_POLICY, decodeImage, encodeImage, type DecodeImageResult, type ImagePolicy } from '../src/image/decode.ts';
 import { REASON_CODES } from '../src/records/reasons.ts';
 
 const W = 28;
@@ -83,6 +83,59 @@ test('resize policies: reject, fill, contain, cover', async () => {
   // No target size: native size kept.
   const native = ok(await decodeImage(wide, {}));
   assert.deepEqual([native.width, native.height], [56, 28]);
+});
+
+test('the default policy rejects another size or colour (size_mismatch, colour_mismatch), never resizes or converts silently', async () => {
+  assert.equal(DEFAULT_IMAGE_POLICY.resize, 'reject');
+  assert.equal(DEFAULT_IMAGE_POLICY.colourMismatch, 'reject');
+  const big = await sharp({ create: { width: 224, height: 224, channels: 3, background: '#808080' } }).png().toBuffer();
+  const r = await decodeImage(big, target); // policy: defaults + 28x28 grey
+  assert.equal(reason(r), 'size_mismatch');
+  assert.match(!r.ok ? r.detail : '', /224x224, the model takes 28x28/);
+  // A colour image of the right size on a grey topic.
+  const colour = await fromRaw(rgb, W, H, 3).png().toBuffer();
+  const c = await decodeImage(colour, target);
+  assert.equal(reason(c), 'colour_mismatch');
+  assert.match(!c.ok ? c.detail : '', /image is colour .*channels differ by up to \d+\/255, grey allows 24/);
+  // A 1-channel grey image on an rgb topic (sharp writes 1-channel raw data as RGB unless told b-w).
+  const greyPng = await fromRaw(grey, W, H, 1).toColourspace('b-w').png().toBuffer();
+  assert.equal((await sharp(greyPng).metadata()).channels, 1);
+  assert.equal(reason(await decodeImage(greyPng, { ...target, colour: 'rgb' })), 'colour_mismatch');
+  // Explicitly asked for: resized and converted, and the source size and channels are reported.
+  const conv = ok(await decodeImage(big, { ...target, resize: 'fill', colourMismatch: 'convert' }));
+  assert.deepEqual([conv.width, conv.height, conv.channels, conv.sourceWidth, conv.sourceHeight, conv.sourceChannels], [28, 28, 1, 224, 224, 3]);
+  const same = ok(await decodeImage(greyPng, target));
+  assert.deepEqual([same.sourceWidth, same.sourceHeight, same.sourceChannels], [28, 28, 1]);
+});
+
+test('a grey image stored as RGB counts as grey (channels within 24/255); a faint tint beyond that is colour', async () => {
+  // Every pixel R = G = B, except a per-pixel jitter of up to `d` levels on the blue channel.
+  const stored = (d: number) => Buffer.from(Array.from({ length: W * H * 3 }, (_, i) => {
+    const v = grey[Math.floor(i / 3)]!;
+    return i % 3 === 2 ? Math.min(255, v + ((Math.floor(i / 3) * 5) % (d + 1))) : v;
+  }));
+  for (const [d, greyish] of [[0, true], [24, true], [25, false], [80, false]] as const) {
+    const png = await fromRaw(stored(d), W, H, 3).png().toBuffer();
+    const r = await decodeImage(png, target);
+    if (greyish) {
+      const g = ok(r);
+      assert.equal(g.channels, 1, `spread ${d}`);
+      assert.equal(g.sourceChannels, 3);
+      if (d === 0) assert.deepEqual(g.pixels, Float32Array.from(grey, (v) => v / 255)); // exact when R = G = B
+      else assert.ok(maxAbsDiff(g.pixels, grey) <= d / 3 / 255 + 1e-6, `mean of the channels: ${maxAbsDiff(g.pixels, grey)}`);
+    } else {
+      assert.equal(reason(r), 'colour_mismatch', `spread ${d}`);
+    }
+  }
+  // A grey JPEG saved in RGB (chroma subsampling noise) is grey too; so is an RGB image with alpha.
+  const smooth = Buffer.from(Array.from({ length: W * H }, (_, i) => Math.round(((i % W) / (W - 1)) * 255)));
+  const jpeg = await fromRaw(Buffer.from(Array.from({ length: W * H * 3 }, (_, i) => smooth[Math.floor(i / 3)]!)), W, H, 3).jpeg({ quality: 80 }).toBuffer();
+  assert.equal((await sharp(jpeg).metadata()).channels, 3);
+  const j = ok(await decodeImage(jpeg, target));
+  assert.ok(maxAbsDiff(j.pixels, smooth) <= 0.06);
+  // On an rgb topic a grey-looking RGB image is simply RGB (not a mismatch).
+  const asRgb = ok(await decodeImage(await fromRaw(stored(0), W, H, 3).png().toBuffer(), { ...target, colour: 'rgb' }));
+  assert.equal(asRgb.channels, 3);
 });
 
 test('16-bit PNG: convert to 8 bits, or reject', async () => {

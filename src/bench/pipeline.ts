@@ -60,16 +60,22 @@ export function readRecordsFile(file: string): Buffer[] {
   return out;
 }
 
-export function pipelineRuntime(models: string, pipeline: string, batch: number): TopicRuntime {
+/**
+ * The topic runtime of the benchmark topic. `registry`: an already prepared registry of `models`
+ * (needed for external classifiers, which load asynchronously); `image`: the topic's image policy
+ * (default: the config defaults, 28x28 grey).
+ */
+export function pipelineRuntime(models: string, pipeline: string, batch: number, o: { registry?: ModelRegistry; image?: Record<string, unknown> } = {}): TopicRuntime {
   const config = parseConfig({
     kafka: { brokers: ['in-memory:9092'] },
     models,
     // The guard's own bound: a topic's micro-batch may not exceed maxInFlight.
     maxInFlight: Math.max(2048, 2 * batch),
-    topics: [{ input: 'bench.in', output: 'bench.out', deadLetter: 'bench.dlq', pipeline, format: 'avro', maxBatchSize: batch }],
+    topics: [{ input: 'bench.in', output: 'bench.out', deadLetter: 'bench.dlq', pipeline, format: 'avro', maxBatchSize: batch, ...(o.image ? { image: o.image } : {}) }],
   });
   const regs = new Map<string, ModelRegistry>();
   return buildTopicRuntime(config.topics[0]!, (dir) => {
+    if (o.registry) return o.registry;
     let r = regs.get(dir);
     if (!r) regs.set(dir, (r = new ModelRegistry(dir)));
     return r;
@@ -78,9 +84,9 @@ export function pipelineRuntime(models: string, pipeline: string, batch: number)
 
 export async function benchPipeline(
   records: Buffer[],
-  o: { models: string; pipeline: string; batch: number; concurrency: number; minMs: number; minReps: number; log?: (s: string) => void },
+  o: { models: string; pipeline: string; batch: number; concurrency: number; minMs: number; minReps: number; log?: (s: string) => void; runtime?: TopicRuntime },
 ): Promise<PipelineBenchRow> {
-  const rt = pipelineRuntime(o.models, o.pipeline, o.batch);
+  const rt = o.runtime ?? pipelineRuntime(o.models, o.pipeline, o.batch);
   const t0 = Date.now();
   const msgs: InMessage[] = records.map((value, i) => ({ key: null, value, offset: String(i), timestamp: String(t0) }));
   const chunks: InMessage[][] = [];

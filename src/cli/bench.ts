@@ -18,6 +18,7 @@ import { commandLine, jsonOption } from './options.ts';
 import { benchPng } from '../bench/png.ts';
 import { benchPipeline, readRecordsFile, writeRecordsFile } from '../bench/pipeline.ts';
 import { getBackendInfo } from '../backend/tf.ts';
+import { benchGuardDatasets, parseGuardDatasetSet } from '../bench/guardDatasets.ts';
 
 interface SuiteOpts {
   json?: boolean;
@@ -30,6 +31,8 @@ interface SuiteOpts {
   saveRecords?: string;
   concurrency?: string;
   models?: string;
+  set?: string[];
+  repeat?: string;
 }
 
 /** Timing per measured point; VQGUARD_BENCH_MIN_MS shortens or lengthens it (the GPU check sets it). */
@@ -99,6 +102,30 @@ async function pipelineSuite(o: SuiteOpts) {
   write(out, result);
   if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
   else process.stdout.write(formatTable(['pipeline', 'batch', 'in flight', 'records', 'stream img/s', 'model-only img/s', 'share', 'dead letters'], rows.map((r) => [r.pipeline, r.batch, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share, r.deadLetters])) + `\nwritten to ${out}\n`);
+}
+
+/** `bench guard-datasets`: guard images/s per dataset and classifier format, through the guard's per-batch code. */
+async function guardDatasetsSuite(o: SuiteOpts) {
+  const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
+  const sets = (o.set?.length ? o.set : ['mnist=models/mnist@mnist']).map(parseGuardDatasetSet);
+  const pipeline = o.pipeline?.[0] ?? 'split2>full';
+  const batch = listOf(o.batch, [64])[0]!;
+  const rows = await benchGuardDatasets(sets, {
+    records: Number(o.records ?? (o.quick ? 256 : 1024)), batch, concurrency: Number(o.concurrency ?? 2), pipeline, repeat: Number(o.repeat ?? (o.quick ? 1 : 3)), ...suiteTiming(o.quick), log: say,
+  });
+  const result = { command: commandLine(), machine: machineDescription(), backend: backendSummary(), rows, date: new Date().toISOString() };
+  const out = o.out ?? 'reports/bench/guard-datasets.json';
+  write(out, result);
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else {
+    process.stdout.write(formatTable(
+      ['set', 'classifier', 'size', 'pipeline', 'batch', 'in flight', 'records', 'guard img/s (median)', 'min-max', 'model-only img/s (median)', 'share'],
+      rows.map((r) => {
+        const g = r.runs.map((x) => x.streamImagesPerSec);
+        return [r.set, r.classifier.replace(/^(\S+?):.*\/([^/]+)$/, '$1:$2'), r.size, r.pipeline, r.batch, r.concurrency, r.records, r.streamImagesPerSec, `${Math.min(...g).toFixed(0)}-${Math.max(...g).toFixed(0)}`, r.modelOnlyImagesPerSec, r.share];
+      }),
+    ) + `\nwritten to ${out}\n`);
+  }
 }
 
 function write(out: string, obj: unknown): void {
@@ -250,10 +277,13 @@ export function registerBench(program: Command): void {
     .option('--save-records <file>', 'pipeline suite: only write the encoded records to this file')
     .option('--concurrency <n>', 'pipeline suite: batches in flight (default 2)')
     .option('--models <dir>', 'model/pipeline suites: model set (default models/mnist)')
+    .option('--repeat <n>', 'guard-datasets suite: measurements per set (medians reported; default 3, 1 with --quick)')
+    .option('--set <spec...>', 'guard-datasets suite: name=<model set>@<dataset spec>[@<classifier declaration>] (default mnist=models/mnist@mnist)')
     .action(async (suite: string | undefined, o: SuiteOpts & { js: boolean; stream: boolean; bin: string[]; idle: string }) => {
       if (suite === 'backend') await backendSuite(o);
       else if (suite === 'model') await modelSuite(o);
       else if (suite === 'pipeline') await pipelineSuite(o);
+      else if (suite === 'guard-datasets') await guardDatasetsSuite(o);
       else if (suite === 'png') {
         const r = await benchPng();
         const out = o.out ?? 'reports/bench/png.json';
@@ -266,6 +296,6 @@ export function registerBench(program: Command): void {
       }
       else if (suite === 'footprint') await footprintSuite(o);
       else if (suite === undefined || suite === 'all') await fullSuite(o);
-      else throw new Error(`unknown bench suite "${suite}": expected backend, png, model, pipeline, footprint or nothing`);
+      else throw new Error(`unknown bench suite "${suite}": expected backend, png, model, pipeline, guard-datasets, footprint or nothing`);
     });
 }

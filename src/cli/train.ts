@@ -56,6 +56,7 @@ export function registerTrain(program: Command): void {
   addTrainingOptions(train.command('purifier').description('a VQ-VAE purifier, whole image or k x k tiles'), { epochs: '15', batchHelp: 'batch size (images; tiles are k*k times more)' })
     .option('--split <k>', 'train on the tiles of a k x k split (1 = whole image)', '1')
     .option('--codebook <K>', 'codebook size (default 900 whole, 300 tiles)')
+    .option('--downsamples <n>', 'stride-2 stages, 2..5 (default: 2 up to 64x64 tiles, then one more per doubling; 4 at 224x224)')
     .option('--adversarial-training', 'Defense-VAE style: attacked inputs (FGSM/PGD, random eps), clean targets')
     .option('--classifier <dir>', 'classifier bundle for adversarial training', 'models/mnist/classifier')
     .option('--adv-fraction <x>', 'share of each batch attacked', '0.5')
@@ -80,7 +81,7 @@ export function registerTrain(program: Command): void {
         : undefined;
       const r = trainPurifier(data, {
         seed, split, epochs: Number(o.epochs), batchSize: Number(o.batchSize), learningRate: Number(o.lr),
-        codebookSize: o.codebook ? Number(o.codebook) : undefined, adversarial: advOpts,
+        codebookSize: o.codebook ? Number(o.codebook) : undefined, downsamples: o.downsamples ? Number(o.downsamples) : undefined, adversarial: advOpts,
         log,
       });
       const out = String(o.out ?? join('models', 'mnist', purifierDirName(split, adv ? 'adv' : 'clean')));

@@ -5,7 +5,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { extname, isAbsolute, join, resolve } from 'node:path';
 import YAML, { isMap, isScalar, isSeq, type Node as YamlNode } from 'yaml';
-import { readManifest } from '../models/manifest.ts';
+import { readManifest, readModelSetFile } from '../models/manifest.ts';
+import { readDeclarationFile } from '../models/formats/declaration.ts';
 import { pipelineBundles } from '../purify/stages/index.ts';
 import { ConfigError, parseConfig, type GuardConfig, type SaslMechanism } from './schema.ts';
 
@@ -132,8 +133,10 @@ export interface BundleCheck {
  * Checks that every bundle the topics' pipelines need exists and has a valid manifest:
  * <models>/classifier and the bundles each stage kind declares (purifier-split<k>[-adv] for
  * split<k>/full, generator for defensegan; see src/purify/stages/),
- * plus an explicit calibration file. Relative paths are resolved against baseDir.
- * Reads only model.json (readManifest), not the weights.
+ * plus an explicit calibration file. A model set written by `vqguard fit` whose modelset.json
+ * names an external classifier needs that declaration file and the model it points to instead of
+ * <models>/classifier. Relative paths are resolved against baseDir.
+ * Reads only model.json (readManifest), modelset.json and the declaration, not the weights.
  */
 export function checkModelBundles(config: GuardConfig, baseDir: string): BundleCheck {
   const problems: string[] = [];
@@ -162,7 +165,23 @@ export function checkModelBundles(config: GuardConfig, baseDir: string): BundleC
       problems.push(`${name}.models: model directory ${models} does not exist`);
       return;
     }
-    need(join(models, 'classifier'), `${name}: classifier bundle`);
+    let external = false;
+    try {
+      const set = readModelSetFile(models);
+      if (set?.classifier) {
+        external = true;
+        const decl = resolve(models, set.classifier);
+        if (!existsSync(decl)) problems.push(`${name}: classifier declaration ${decl} (named in ${join(models, 'modelset.json')}) does not exist`);
+        else {
+          const d = readDeclarationFile(decl);
+          if (!existsSync(d.path)) problems.push(`${name}: classifier ${d.format} model ${d.path} (declared in ${decl}) does not exist`);
+        }
+      }
+    } catch (e) {
+      problems.push(`${name}: ${(e as Error).message}`);
+      external = true;
+    }
+    if (!external) need(join(models, 'classifier'), `${name}: classifier bundle`);
     t.pipelines.forEach((spec, j) => {
       const where = t.pipelines.length > 1 ? `${name}.pipeline[${j}]` : `${name}.pipeline`;
       for (const dir of pipelineBundles(spec)) need(join(models, dir), `${where} "${spec}" needs ${dir}`);

@@ -127,7 +127,12 @@ function errText(e: unknown): string {
   return cleanDetail(e instanceof Error ? e.message : String(e), 200);
 }
 
-type Decoded = { m: InMessage; input: GuardInput; pixels: Float32Array; format: DecodedFormat };
+type Decoded = { m: InMessage; input: GuardInput; pixels: Float32Array; format: DecodedFormat; originalSize: string };
+
+/** `WxHxC`, as in the output headers vqguard-original-size and vqguard-model-size. */
+export function sizeHeader(width: number, height: number, channels: number): string {
+  return `${width}x${height}x${channels}`;
+}
 
 export async function processChunk(rt: TopicRuntime, topic: string, partition: number, messages: InMessage[], now = Date.now, opts: ChunkOptions = {}): Promise<ChunkResult> {
   const s = rt.settings;
@@ -167,7 +172,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
       try {
         const img = await decodeImage(parsed.input.bytes, s.image);
         if (!img.ok) return dead(m, parsed.input.id, img.reason, img.detail);
-        good.push({ m, input: parsed.input, pixels: img.pixels, format: img.format });
+        good.push({ m, input: parsed.input, pixels: img.pixels, format: img.format, originalSize: sizeHeader(img.sourceWidth, img.sourceHeight, img.sourceChannels) });
       } catch (e) {
         dead(m, parsed.input.id, 'corrupt_image', `decoding failed: ${errText(e)}`);
       }
@@ -180,6 +185,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   const { width: w, height: h } = s.image;
   const c = rt.channels;
   const size = h * w * c;
+  const modelSize = sizeHeader(w, h, c);
   let raw: ReturnType<TopicRuntime['detector']['raw']> | undefined;
   let verdicts: Verdict[] = [];
   if (good.length) {
@@ -237,7 +243,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
           });
           outcomes.set(g.m, {
             kind: 'output', m: g.m, id: g.input.id, value, alert,
-            headers: verdictHeaders(v, v.flagged),
+            headers: { ...verdictHeaders(v, v.flagged), 'vqguard-original-size': g.originalSize, 'vqguard-model-size': modelSize },
             flagged: v.flagged, label: g.input.label ?? null, verdict: v,
           });
         } catch (e) {

@@ -250,6 +250,7 @@ export async function loadFolderDataset(dirIn: string, opts: FolderOptions = {},
         width,
         height,
         resize,
+        colourMismatch: 'convert', // a dataset of mixed colour and grey images is loaded at one colour by design
       });
       if (!r.ok) throw new FolderDatasetError(`${name}: ${it.file}: ${r.reason}: ${r.detail}`);
       if (r.sourceWidth !== width || r.sourceHeight !== height) resized++;

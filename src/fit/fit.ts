@@ -59,6 +59,10 @@ export interface FitOptions {
   eps: number[];
   pgdSteps: number;
   fpr: number;
+  /** VQ-VAE codebook size (default 900 whole image, 300 tiles). */
+  codebookSize?: number;
+  /** VQ-VAE stride-2 stages (default from the tile size, see defaultDownsamples). */
+  downsamples?: number;
   command: string;
   log: (line: string) => void;
 }
@@ -220,7 +224,10 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   for (const b of bundles) {
     const k = Number(/^purifier-split(\d+)$/.exec(b)![1]);
     await stage(b, () => {
-      const r = trainPurifier(data, { seed: o.seed, split: k, epochs: 50, batchSize: o.batchSize, learningRate: 0.001, deadline: deadlineFor(), log: o.log });
+      const r = trainPurifier(data, {
+        seed: o.seed, split: k, epochs: 50, batchSize: o.batchSize, learningRate: 0.001, deadline: deadlineFor(), log: o.log,
+        codebookSize: o.codebookSize, downsamples: o.downsamples,
+      });
       if (r.interrupted) throw interruptedError();
       saveBundle(join(out, b), r.model, {
         ...meta, name: b,
@@ -326,7 +333,7 @@ topics:
       width: ${shape.width}
       height: ${shape.height}
       resize: reject                 # an image of another size is dead-lettered (size_mismatch); fill | contain | cover resize it
-      colourMismatch: reject         # a grey image on this ${shape.channels === 3 ? 'colour' : 'grey'} topic (or the reverse) is dead-lettered (colour_mismatch); convert converts it
+      colourMismatch: reject         # ${shape.channels === 3 ? 'a 1-channel grey image on this colour topic' : 'a colour image on this grey topic (an RGB-stored grey one counts as grey)'} is dead-lettered (colour_mismatch); convert converts it
 `;
   writeFileSync(join(out, 'guard.yaml'), text);
 }

@@ -20,7 +20,7 @@ import { cleanDetail, type Failure, type ReasonCode } from '../records/reasons.t
 
 export { DEFAULT_IMAGE_POLICY, IMAGE_FORMATS } from './policy.ts';
 export type { ImageFormat, ImagePolicy, OutputImageFormat, ResizeMode } from './policy.ts';
-import { DEFAULT_IMAGE_POLICY, type ImageFormat, type ImagePolicy, type OutputImageFormat } from './policy.ts';
+import { DEFAULT_IMAGE_POLICY, GREY_TOLERANCE, type ImageFormat, type ImagePolicy, type OutputImageFormat } from './policy.ts';
 
 export interface DecodedImage {
   ok: true;
@@ -34,6 +34,8 @@ export interface DecodedImage {
   /** Size of the input before any resize. */
   sourceWidth: number;
   sourceHeight: number;
+  /** Channels the input was stored with (alpha not counted): 1 or 3, whatever the output's. */
+  sourceChannels: 1 | 3;
 }
 
 export type DecodeImageReason = Extract<
@@ -83,7 +85,7 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
     if (fast && fast.channels === wantC && (policy.width === undefined || policy.width === fast.width) && (policy.height === undefined || policy.height === fast.height)) {
       const pixels = new Float32Array(fast.data.length);
       for (let i = 0; i < pixels.length; i++) pixels[i] = fast.data[i]! / 255;
-      return { ok: true, pixels, width: fast.width, height: fast.height, channels: wantC, format, sourceWidth: fast.width, sourceHeight: fast.height };
+      return { ok: true, pixels, width: fast.width, height: fast.height, channels: wantC, format, sourceWidth: fast.width, sourceHeight: fast.height, sourceChannels: wantC };
     }
   }
 
@@ -120,7 +122,11 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
 
   const want = policy.colour === 'grey' ? 1 : 3;
   const srcColour = meta.space !== 'b-w' && meta.space !== 'grey16' && (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) >= 3;
-  if (policy.colourMismatch === 'reject' && srcColour !== (want === 3)) {
+  const sourceChannels = srcColour ? 3 : 1;
+  // A colour-stored image on a grey topic under `reject` is decoded as RGB first: it is accepted
+  // (and averaged to grey) only when it is grey in fact, every pixel's channels within GREY_TOLERANCE.
+  const checkGrey = policy.colourMismatch === 'reject' && srcColour && want === 1;
+  if (policy.colourMismatch === 'reject' && !checkGrey && srcColour !== (want === 3)) {
     return fail('colour_mismatch', `image is ${srcColour ? 'colour' : 'grey'} (${srcW}x${srcH}), the model takes ${policy.colour} ${tw ?? srcW}x${th ?? srcH}`);
   }
   let data: Buffer;
@@ -129,10 +135,16 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
     let p = vips(input, options);
     if (meta.hasAlpha) p = p.flatten({ background: '#000000' });
     if (resize) p = p.resize(tw, th, { fit: policy.resize as 'fill' | 'contain' | 'cover', position: 'centre', background: '#000000' });
-    p = p.toColourspace(policy.colour === 'grey' ? 'b-w' : 'srgb');
+    p = p.toColourspace(policy.colour === 'grey' && !checkGrey ? 'b-w' : 'srgb');
     ({ data, info } = await p.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
   } catch (e) {
     return mapSharpError(e, policy, format);
+  }
+  if (checkGrey && info.channels >= 3) {
+    const spread = maxChannelSpread(data, info.channels);
+    if (spread > GREY_TOLERANCE) {
+      return fail('colour_mismatch', `image is colour (${srcW}x${srcH}; channels differ by up to ${spread}/255, grey allows ${GREY_TOLERANCE}), the model takes grey ${tw ?? srcW}x${th ?? srcH}`);
+    }
   }
 
   const w = info.width;
@@ -154,7 +166,18 @@ export async function decodeImage(bytes: Uint8Array, policyIn: Partial<ImagePoli
   for (let i = 0; i < pixels.length; i++) {
     if (!Number.isFinite(pixels[i]!)) return fail('nan_input', `non-finite pixel value at index ${i}`);
   }
-  return { ok: true, pixels, width: w, height: h, channels: want, format, sourceWidth: srcW, sourceHeight: srcH };
+  return { ok: true, pixels, width: w, height: h, channels: want, format, sourceWidth: srcW, sourceHeight: srcH, sourceChannels };
+}
+
+/** Largest difference between two colour channels of one pixel, in 8-bit levels (interleaved data, c >= 3). */
+export function maxChannelSpread(data: Uint8Array, c: number): number {
+  let max = 0;
+  for (let i = 0; i < data.length; i += c) {
+    const r = data[i]!, g = data[i + 1]!, b = data[i + 2]!;
+    const s = Math.max(r, g, b) - Math.min(r, g, b);
+    if (s > max) max = s;
+  }
+  return max;
 }
 
 function mapSharpError(e: unknown, policy: ImagePolicy, format: ImageFormat): Failure<DecodeImageReason> {

@@ -19,9 +19,13 @@ export interface ImagePolicy {
   /** Target size; when both are set, images of another size are handled per `resize`. */
   width?: number;
   height?: number;
-  /** reject (what `vqguard fit` writes into guard.yaml): size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
+  /** reject (the default): size_mismatch; fill: stretch; contain: letterbox on black; cover: centre crop. */
   resize: ResizeMode;
-  /** reject (what `vqguard fit` writes): a colour image on a grey topic (or grey on rgb) is dead-lettered (colour_mismatch); convert: converted. */
+  /**
+   * reject (the default): a colour image on a grey topic (or a 1-channel grey one on an rgb topic)
+   * is dead-lettered (colour_mismatch); convert: converted. An image stored as RGB whose channels
+   * are all within GREY_TOLERANCE of each other counts as grey.
+   */
   colourMismatch: 'convert' | 'reject';
   /** flatten: composite onto black; reject: alpha_not_allowed. */
   alpha: 'flatten' | 'reject';
@@ -33,13 +37,23 @@ export interface ImagePolicy {
   cmyk: 'convert' | 'reject';
 }
 
+/**
+ * An image stored as RGB counts as grey when, in every pixel, its three channels are within this
+ * many 8-bit levels of each other (grey scans and JPEG chroma noise stay well inside it).
+ */
+export const GREY_TOLERANCE = 24;
+
 export const DEFAULT_IMAGE_POLICY: Readonly<ImagePolicy> = Object.freeze({
   maxBytes: 1_048_576,
   maxPixels: 4_194_304,
   formats: Object.freeze(['png', 'jpeg', 'webp', 'gif', 'tiff'] as ImageFormat[]),
   colour: 'grey',
-  resize: 'fill',
-  colourMismatch: 'convert',
+  // The defaults a careful user would choose: an image of another size or colour than the model's
+  // is dead-lettered with a reason (size_mismatch, colour_mismatch), never silently resized or
+  // converted; a topic that wants resizing says `resize: fill | contain | cover` (or
+  // `colourMismatch: convert`) in its image policy.
+  resize: 'reject',
+  colourMismatch: 'reject',
   alpha: 'flatten',
   animated: 'first-frame',
   highBitDepth: 'convert',

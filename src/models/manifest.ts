@@ -23,6 +23,7 @@ const classifierConfig: z.ZodType<ClassifierConfig> = z.object({
 const vqvaeConfig: z.ZodType<VqVaeConfig> = z.object({
   kind: z.literal('vqvae'), split: dim, height: dim, width: dim, channels: dim, filters: dim, embeddingDim: dim, codebookSize: dim,
   commitmentBeta: num, emaDecay: num, deadCodeThreshold: num, outputBiasInit: num,
+  downsamples: z.number().int().min(2).max(5).optional(),
 });
 const generatorConfig: z.ZodType<GeneratorConfig> = z.object({ kind: z.literal('generator'), height: dim, width: dim, channels: dim, latent: dim });
 
@@ -91,6 +92,46 @@ export function readManifest(dir: string): BundleManifest {
   if (!r.success) {
     const why = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
     throw new BundleError(`model bundle ${dir}: model.json is malformed (${why})`);
+  }
+  return r.data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// modelset.json
+
+export const MODELSET_FORMAT = 'vqguard-modelset/1';
+
+export const modelSetSchema = z
+  .object({
+    format: z.literal(MODELSET_FORMAT),
+    /** Declaration file of the guarded classifier, relative to the model set; null: <dir>/classifier. */
+    classifier: z.string().min(1).nullable(),
+    /** Class names in label order (the dataset's). */
+    classes: z.array(z.string().min(1)).min(2),
+    /** vqguard classifier bundle the attacks use when the guarded classifier has no gradients. */
+    surrogate: z.string().min(1).nullable(),
+    dataset: z.string(),
+    height: z.number().int().positive(),
+    width: z.number().int().positive(),
+    channels: z.union([z.literal(1), z.literal(3)]),
+  })
+  .strict();
+export type ModelSetManifest = z.infer<typeof modelSetSchema>;
+
+/** A model set's modelset.json (written by `vqguard fit`), checked; null when there is none. Reads no TensorFlow. */
+export function readModelSetFile(dir: string): ModelSetManifest | null {
+  const p = join(dir, 'modelset.json');
+  if (!existsSync(p)) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new BundleError(`${p}: not valid JSON (${(e as Error).message})`);
+  }
+  const r = modelSetSchema.safeParse(raw);
+  if (!r.success) {
+    const why = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
+    throw new BundleError(`${p}: ${why}`);
   }
   return r.data;
 }

@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { tf } from '../backend/tf.ts';
 import { loadBundle, BundleError, type BundleManifest, type Model } from './bundle.ts';
+import { readModelSetFile, type ModelSetManifest } from './manifest.ts';
 import type { Classifier } from '../detect/classifier.ts';
 import { bundleScoring, type ScoringClassifier } from '../detect/scoringClassifier.ts';
 import { readDeclarationFile, type ClassifierDeclaration } from './formats/declaration.ts';
@@ -31,40 +32,11 @@ import { buildStage, parsePipeline, pipelineBundles, purifierDirName, type Stage
 export type { Variant } from '../purify/stages/index.ts';
 export { purifierDirName, splitVariant } from '../purify/stages/index.ts';
 
-export const MODELSET_FORMAT = 'vqguard-modelset/1';
+export { MODELSET_FORMAT, modelSetSchema, type ModelSetManifest } from './manifest.ts';
 
-export const modelSetSchema = z
-  .object({
-    format: z.literal(MODELSET_FORMAT),
-    /** Declaration file of the guarded classifier, relative to the model set; null: <dir>/classifier. */
-    classifier: z.string().min(1).nullable(),
-    /** Class names in label order (the dataset's). */
-    classes: z.array(z.string().min(1)).min(2),
-    /** vqguard classifier bundle the attacks use when the guarded classifier has no gradients. */
-    surrogate: z.string().min(1).nullable(),
-    dataset: z.string(),
-    height: z.number().int().positive(),
-    width: z.number().int().positive(),
-    channels: z.union([z.literal(1), z.literal(3)]),
-  })
-  .strict();
-export type ModelSetManifest = z.infer<typeof modelSetSchema>;
-
+/** The model set's modelset.json, or null (see readModelSetFile). */
 export function readModelSet(dir: string): ModelSetManifest | null {
-  const p = join(dir, 'modelset.json');
-  if (!existsSync(p)) return null;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(p, 'utf8'));
-  } catch (e) {
-    throw new BundleError(`${p}: not valid JSON (${(e as Error).message})`);
-  }
-  const r = modelSetSchema.safeParse(raw);
-  if (!r.success) {
-    const why = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
-    throw new BundleError(`${p}: ${why}`);
-  }
-  return r.data;
+  return readModelSetFile(dir);
 }
 
 /** What attacks differentiate: the guarded classifier itself (white-box) or a surrogate (transfer). */

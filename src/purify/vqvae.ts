@@ -10,14 +10,19 @@
  * data-dependent initialisation and dead-code restarts avoids the collapse to one code seen
  * in the reference run (see reference-findings.md). The loss is MSE + beta * commitment.
  *
- * Any input size round-trips: inputs are zero-padded (centred) to a multiple of 4 and the
- * output is cropped back.
+ * Larger tiles get more stride-2 stages (config.downsamples, default from the tile size: 2 up to
+ * 64x64, 4 at 224x224; see defaultDownsamples): each extra stage is one more conv 4x4/2 (F) after
+ * enc/conv2 and one more convT 2x2/2 (F) before dec/up2, so at 2 stages the layout and the
+ * parameter names are the paper's.
+ *
+ * Any input size round-trips: inputs are zero-padded (centred) to a multiple of 2^downsamples and
+ * the output is cropped back.
  */
 import { tf } from '../backend/tf.ts';
 import type { Tensor, Tensor2D, Tensor4D, Variable } from '@tensorflow/tfjs-node';
 import { ParamStore, seedStream } from '../nn/params.ts';
 import { addConv, addConvT, conv, convT, residual } from '../nn/layers.ts';
-import { paddedSize, type VqVaeConfig } from './vqvaeConfig.ts';
+import { downsamplesOf, paddedSize, type VqVaeConfig } from './vqvaeConfig.ts';
 
 export interface QuantizeResult {
   /** Quantised vectors [M, D] (straight-through: gradient flows to the encoder output). */
@@ -32,12 +37,17 @@ export class VqVae {
   readonly emaSum: Variable;
   initialised = false;
 
+  /** Stride-2 stages (2 = the paper's layout). */
+  readonly downsamples: number;
+
   constructor(readonly config: VqVaeConfig, seed = 1) {
     const { filters: f, channels: c, embeddingDim: d, codebookSize: k } = config;
+    this.downsamples = downsamplesOf(config);
     const next = seedStream(seed);
     const p = this.params;
     addConv(p, 'enc/conv1', 4, c, f, next());
     addConv(p, 'enc/conv2', 4, f, f, next());
+    for (let i = 3; i <= this.downsamples; i++) addConv(p, `enc/conv${i}`, 4, f, f, next());
     addConv(p, 'enc/res3', 3, f, f, next());
     addConv(p, 'enc/res1', 1, f, f, next());
     addConv(p, 'enc/pre', 1, f, d, next());
@@ -45,17 +55,18 @@ export class VqVae {
     addConv(p, 'dec/res1', 1, f, f, next());
     addConv(p, 'dec/res3', 3, f, f, next());
     addConvT(p, 'dec/up1', 2, f, f, next());
+    for (let i = 3; i <= this.downsamples; i++) addConvT(p, `dec/up1_${i}`, 2, f, f, next());
     addConvT(p, 'dec/up2', 3, f, c, next(), config.outputBiasInit);
     this.codebook = p.add('codebook', tf.randomUniform([k, d], -1 / k, 1 / k, 'float32', next()), false);
     this.emaCount = p.add('ema/count', tf.zeros([k]), false);
     this.emaSum = p.add('ema/sum', tf.zeros([k, d]), false);
   }
 
-  /** Pads [N,H,W,C] to multiples of 4 (centred zeros). */
+  /** Pads [N,H,W,C] to multiples of 2^downsamples (centred zeros). */
   pad(x: Tensor4D): { xp: Tensor4D; top: number; left: number } {
     const [, h, w] = x.shape;
-    const ph = paddedSize(h) - h;
-    const pw = paddedSize(w) - w;
+    const ph = paddedSize(h, this.downsamples) - h;
+    const pw = paddedSize(w, this.downsamples) - w;
     if (ph === 0 && pw === 0) return { xp: x, top: 0, left: 0 };
     const top = Math.floor(ph / 2);
     const left = Math.floor(pw / 2);
@@ -66,6 +77,7 @@ export class VqVae {
     const p = this.params;
     let h = tf.relu(conv(p, 'enc/conv1', xp, 2));
     h = tf.relu(conv(p, 'enc/conv2', h, 2));
+    for (let i = 3; i <= this.downsamples; i++) h = tf.relu(conv(p, `enc/conv${i}`, h, 2));
     h = residual(p, 'enc/res3', h);
     h = residual(p, 'enc/res1', h);
     return conv(p, 'enc/pre', tf.relu(h), 1);
@@ -76,7 +88,10 @@ export class VqVae {
     let h = conv(p, 'dec/post', zq, 1);
     h = residual(p, 'dec/res1', h);
     h = residual(p, 'dec/res3', h);
-    h = tf.relu(convT(p, 'dec/up1', tf.relu(h), 2, [outH / 2, outW / 2]));
+    // Upsampling stages from the latent grid back to outH/2 x outW/2; the last one (dec/up2) to outH x outW.
+    const s = this.downsamples;
+    h = tf.relu(convT(p, 'dec/up1', tf.relu(h), 2, [outH / 2 ** (s - 1), outW / 2 ** (s - 1)]));
+    for (let i = 3; i <= s; i++) h = tf.relu(convT(p, `dec/up1_${i}`, h, 2, [outH / 2 ** (s + 1 - i), outW / 2 ** (s + 1 - i)]));
     return tf.sigmoid(convT(p, 'dec/up2', h, 2, [outH, outW]));
   }
 
@@ -189,14 +204,19 @@ export class VqVae {
   /** FLOPs per image of one reconstruction at the given input size (multiply-add = 2). */
   flopsPerImage(h = this.config.height, w = this.config.width): number {
     const { filters: f, channels: c, embeddingDim: d, codebookSize: k } = this.config;
-    const hp = paddedSize(h), wp = paddedSize(w);
-    const a1 = (hp / 2) * (wp / 2), a2 = (hp / 4) * (wp / 4);
-    const convF = (area: number, kk: number, cin: number, cout: number) => 2 * area * kk * kk * cin * cout;
+    const s = this.downsamples;
+    const hp = paddedSize(h, s), wp = paddedSize(w, s);
+    const area = (stage: number) => (hp / 2 ** stage) * (wp / 2 ** stage);
+    const a1 = area(1), aL = area(s); // after the first stride-2 conv; the latent grid
+    const convF = (a: number, kk: number, cin: number, cout: number) => 2 * a * kk * kk * cin * cout;
+    let extra = 0; // stages 3..s: conv 4x4/2 down to area(i), convT 2x2/2 up from area(i)
+    for (let i = 3; i <= s; i++) extra += convF(area(i), 4, f, f) + convF(area(i), 2, f, f);
     return (
-      convF(a1, 4, c, f) + convF(a2, 4, f, f) + convF(a2, 3, f, f) + convF(a2, 1, f, f) + convF(a2, 1, f, d) +
-      2 * a2 * k * d + // codebook distances
-      convF(a2, 1, d, f) + convF(a2, 1, f, f) + convF(a2, 3, f, f) +
-      convF(a2, 2, f, f) + // convT 2x2: each input pixel feeds a 2x2 output patch
+      convF(a1, 4, c, f) + convF(area(2), 4, f, f) + convF(aL, 3, f, f) + convF(aL, 1, f, f) + convF(aL, 1, f, d) +
+      2 * aL * k * d + // codebook distances
+      convF(aL, 1, d, f) + convF(aL, 1, f, f) + convF(aL, 3, f, f) +
+      convF(area(2), 2, f, f) + // convT 2x2 (dec/up1): each input pixel feeds a 2x2 output patch
+      extra +
       convF(a1, 3, f, c) // convT 3x3 stride 2: each input pixel feeds a 3x3 patch
     );
   }

@@ -7,6 +7,7 @@
  * precision/recall/FPR where labels exist (src/demo/summary.ts), and throughput.
  * Optionally republishes the first pipeline's guarded records to an output topic.
  */
+import { isAbsolute, join } from 'node:path';
 import { Kafka, logLevel, CompressionTypes, Partitioners, type Producer } from 'kafkajs';
 import { parseConfig } from '../config/schema.ts';
 import { buildTopicRuntime, type TopicRuntime } from '../consumer/topicRuntime.ts';
@@ -119,7 +120,11 @@ export interface ReplayReport {
 }
 
 /** The topic settings a replay runs a pipeline with: parseConfig's defaults (format auto, forward-cleaned). */
-export function replaySettings(topic: string, pipeline: string, models: string, brokers: string[], outputTopic?: string): TopicRuntime['settings'] {
+/** `image`: the models' input (size and colour) for the topic's image policy; default the config default (28x28 grey). */
+export function replaySettings(
+  topic: string, pipeline: string, models: string, brokers: string[], outputTopic?: string,
+  image?: { colour: 'grey' | 'rgb'; width: number; height: number },
+): TopicRuntime['settings'] {
   const cfg = parseConfig(
     {
       kafka: { brokers },
@@ -133,6 +138,7 @@ export function replaySettings(topic: string, pipeline: string, models: string, 
           output: outputTopic ?? (topic === 'vqguard.replay.output' ? 'vqguard.replay.output2' : 'vqguard.replay.output'),
           deadLetter: topic === 'vqguard.replay.dead-letter' ? 'vqguard.replay.dead-letter2' : 'vqguard.replay.dead-letter',
           alerts: topic === 'vqguard.replay.alerts' ? 'vqguard.replay.alerts2' : 'vqguard.replay.alerts',
+          ...(image ? { image } : {}),
         },
       ],
     },
@@ -294,9 +300,14 @@ export async function runReplay(o: ReplayOptions): Promise<ReplayReport> {
   const kafka = new Kafka({ clientId: o.clientId ?? 'vqguard-replay', brokers: o.brokers, logLevel: logLevel.WARN });
   let producer: Producer | null = null;
   try {
+    // The model set's classifier (an external one, from `vqguard fit`, loads asynchronously) and its input size.
+    const reg = registries(isAbsolute(models) ? models : join(baseDir, models));
+    await reg.prepare();
+    const shape = reg.inputShape();
+    const image = { colour: shape.channels === 3 ? ('rgb' as const) : ('grey' as const), width: shape.width, height: shape.height };
     // Build every runtime first: a missing calibration fails before anything is read.
     const stats = o.pipelines.map((p, i) => {
-      const settings = replaySettings(o.topic, p, models, o.brokers, i === 0 ? o.outputTopic : undefined);
+      const settings = replaySettings(o.topic, p, models, o.brokers, i === 0 ? o.outputTopic : undefined, image);
       const rt = buildTopicRuntime(settings, registries, baseDir);
       return new PipelineStats(rt, p, defaultCalibrationPath(models, [p]));
     });

@@ -30,6 +30,8 @@ export interface PurifierTrainOptions {
   learningRate: number;
   split: number;
   codebookSize?: number;
+  /** VQ-VAE stride-2 stages (default from the tile size: 2 up to 64x64, see defaultDownsamples). */
+  downsamples?: number;
   adversarial?: AdversarialTrainingOptions;
   /** Stop training at this time (ms since the epoch; `fit --budget`); the best epoch so far is kept. */
   deadline?: number;
@@ -81,6 +83,7 @@ export function trainPurifier(data: DatasetSplits, opts: PurifierTrainOptions): 
     channels: train.channels,
     split: opts.split,
     ...(opts.codebookSize ? { codebookSize: opts.codebookSize } : {}),
+    ...(opts.downsamples ? { downsamples: opts.downsamples } : {}),
   });
   const model = new VqVae(config, opts.seed);
   const optimizer = tf.train.adam(opts.learningRate);

@@ -16,6 +16,7 @@ export const STRICT_IMAGE = {
   width: 28,
   height: 28,
   resize: 'fill',
+  colourMismatch: 'convert',
   alpha: 'reject',
   animated: 'reject',
   highBitDepth: 'reject',
