@@ -16,6 +16,7 @@ import { startOpsServer, type OpsServer } from '../ops/http.ts';
 import { resolveSecrets, redactConfig } from '../config/load.ts';
 import type { GuardConfig } from '../config/schema.ts';
 import { AlertWebhook } from '../ops/webhook.ts';
+import { ImagePool, resolveWorkers } from './imagePool.ts';
 
 export interface GuardOptions {
   baseDir?: string;
@@ -81,6 +82,8 @@ export class Guard {
   readonly kafka: Kafka;
   readonly runtimes: TopicRuntime[];
   readonly runner: Runner;
+  /** Worker threads for image decode/encode (config `workers`); null: the main thread. */
+  readonly imagePool: ImagePool | null;
   private readonly registries = new Map<string, ModelRegistry>();
   private ops: OpsServer | null = null;
   private webhook: AlertWebhook | null = null;
@@ -102,6 +105,14 @@ export class Guard {
     if (secrets.sasl) kcfg.sasl = secrets.sasl as KafkaJsConfig['sasl'];
     this.kafka = new Kafka(kcfg);
     this.runtimes = config.topics.map((t) => buildTopicRuntime(t, (dir) => this.registry(dir), baseDir));
+    const threads = resolveWorkers(config.workers);
+    this.imagePool = threads > 0
+      ? new ImagePool({
+          threads,
+          onEvent: (e) => (e.event === 'recreate' ? this.log.warn({ generation: e.generation }, e.message) : this.log.error({ generation: e.generation, error: e.message }, `image worker ${e.event}`)),
+        })
+      : null;
+    for (const rt of this.runtimes) rt.pool = this.imagePool;
     if (config.alerts.webhook) this.webhook = new AlertWebhook(config.alerts.webhook, this.log, this.metrics);
     this.runner = new Runner({
       kafka: this.kafka,
@@ -149,6 +160,8 @@ export class Guard {
 
   /** Runs each topic's detector once on a zero batch so the first real batch is not slow. */
   async warmUp(): Promise<void> {
+    // The image workers start (a missing worker file or loader fails here, not on the first record).
+    await this.imagePool?.check();
     for (const r of this.registries.values()) await r.prepare(); // external classifiers (TF.js, SavedModel, ONNX) load here
     for (const rt of this.runtimes) {
       const { width: w, height: h } = rt.settings.image;
@@ -195,7 +208,7 @@ export class Guard {
   }
 
   async start(): Promise<void> {
-    this.log.info({ config: redactConfig(this.config), backend: backendInfo.packageName, tf: tfVersion() }, 'starting vqguard');
+    this.log.info({ config: redactConfig(this.config), backend: backendInfo.packageName, tf: tfVersion(), imageWorkers: this.imagePool?.threads ?? 0 }, 'starting vqguard');
     await this.warmUp();
     const port = this.opts.httpPort ?? this.config.http.port;
     this.ops = await startOpsServer(
@@ -224,6 +237,7 @@ export class Guard {
     await this.runner.stop();
     await this.webhook?.drain(2000);
     await this.ops?.close();
+    await this.imagePool?.close();
     for (const r of this.registries.values()) r.dispose();
     this.log.info('vqguard stopped');
   }

@@ -9,6 +9,7 @@ import { Detector } from '../detect/detector.ts';
 import { defaultCalibrationPath, loadCalibration, type Calibration } from '../detect/calibration.ts';
 
 import type { TopicConfig } from '../config/schema.ts';
+import type { ImagePool } from './imagePool.ts';
 
 export type TopicSettings = TopicConfig;
 
@@ -19,6 +20,8 @@ export interface TopicRuntime {
   calibration: Calibration;
   modelVersions: Record<string, string>;
   channels: number;
+  /** Worker threads for image decode and encode; absent or null: the main thread. Shared by the guard's topics. */
+  pool?: ImagePool | null;
 }
 
 export function buildTopicRuntime(s: TopicSettings, registries: (dir: string) => ModelRegistry, baseDir = process.cwd()): TopicRuntime {
