@@ -79,6 +79,8 @@ type Attempt<T> = { reply: T } | { crashed: string; innocent: boolean };
 
 export class ImagePool {
   readonly threads: number;
+  /** Tasks answered by a worker. */
+  tasksDone = 0;
   /** Tasks that failed (crash, exit, time limit). */
   crashes = 0;
   /** Times the pool was recreated. */
@@ -142,7 +144,9 @@ export class ImagePool {
     const gen = this.generation;
     const { task, transfer } = build();
     try {
-      return { reply: (await this.pool.run(task, { transferList: transfer, signal: AbortSignal.timeout(this.timeout(records)) })) as T };
+      const reply = (await this.pool.run(task, { transferList: transfer, signal: AbortSignal.timeout(this.timeout(records)) })) as T;
+      this.tasksDone++;
+      return { reply };
     } catch (e) {
       const message = String((e as Error)?.message ?? e);
       const innocent = gen !== this.generation;
