@@ -212,6 +212,34 @@ test('processChunk with the pool: the very same outputs and dead letters (bytes)
   }
 });
 
+test('processChunk: a worker that fails decoding or encoding dead-letters those records (processing_error / encode_error); every record answered', { timeout: 120_000 }, async () => {
+  const good = await samples(12, { adversarialRatio: 0, seed: 22, idPrefix: 'fail' });
+  const msgs: InMessage[] = good.map((s, i) => ({ key: null, value: s.value, offset: String(i), timestamp: '1700000000000' }));
+  const rt = pipelineRuntime(MODELS, 'split2>full', 64);
+  let failing: 'decode' | 'encode' = 'decode';
+  // A time limit of 0 ms on one kind of task: the task is aborted and its worker ended, every time.
+  rt.pool = pool({ threads: 2, minRecordsPerTask: 4, taskTimeoutMs: (_n, kind) => (kind === failing ? 0 : 60_000) });
+  try {
+    const d = await processChunk(rt, 'in', 0, msgs);
+    assert.equal(d.outputs.length, 0);
+    assert.deepEqual(d.deadLetters.map((x) => [x.offset, x.reason]), msgs.map((m) => [m.offset, 'processing_error']));
+    const dl = d.outcomes.map((o) => (o.kind === 'dead' ? o.detail : ''));
+    assert.ok(dl.every((x) => /^the image worker failed while decoding this record: .*(abort|terminat)/i.test(x)), JSON.stringify(dl));
+    failing = 'encode';
+    const e = await processChunk(rt, 'in', 0, msgs);
+    assert.equal(e.outputs.length, 0);
+    assert.deepEqual(e.deadLetters.map((x) => [x.offset, x.reason]), msgs.map((m) => [m.offset, 'encode_error']));
+    assert.ok(e.outcomes.every((o) => o.kind === 'dead' && /^the image worker failed while encoding this record/.test(o.detail)));
+    assert.ok(rt.pool.recreated >= 2);
+    // Healthy again: outputs.
+    failing = 'none' as 'decode';
+    const ok = await processChunk(rt, 'in', 0, msgs);
+    assert.equal(ok.outputs.length, msgs.length);
+  } finally {
+    rt.pool = null;
+  }
+});
+
 describe('guard with workers: 1 (real broker)', { timeout: 300_000 }, () => {
   let broker: TestBroker;
   before(async () => {

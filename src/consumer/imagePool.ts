@@ -12,7 +12,7 @@
  * which piscina ends the worker) never stalls the batch: the pool is recreated, the slice is
  * retried record by record, and a record whose own task fails again comes back as `crashed`
  * (processChunk dead-letters it). A slice that fails only because the pool was recreated under
- * it (another slice's crash) is retried as a whole.
+ * it (another slice's crash) is retried as a whole, without counting against its records.
  */
 import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
@@ -58,7 +58,7 @@ export interface ImagePoolOptions {
   /** Fewest records worth a task of their own when a batch is cut (default 8). */
   minRecordsPerTask?: number;
   /** Time limit of a task of `records` records (default 30 s + 2 s per record). */
-  taskTimeoutMs?: (records: number) => number;
+  taskTimeoutMs?: (records: number, kind: 'decode' | 'encode') => number;
   /** Told about crashes and pool recreation. */
   onEvent?: (e: { event: 'crash' | 'recreate' | 'error'; message: string; generation: number }) => void;
 }
@@ -91,7 +91,7 @@ export class ImagePool {
   private readonly file = workerFile();
   private readonly maxPer: number;
   private readonly minPer: number;
-  private readonly timeout: (records: number) => number;
+  private readonly timeout: (records: number, kind: 'decode' | 'encode') => number;
 
   constructor(private readonly o: ImagePoolOptions) {
     if (!Number.isInteger(o.threads) || o.threads < 1) throw new Error(`ImagePool: threads must be a positive integer, got ${o.threads}`);
@@ -139,12 +139,12 @@ export class ImagePool {
     await Promise.all(Array.from({ length: this.threads }, () => this.pool.run({ kind: 'ping' } satisfies ImageTask, { signal: AbortSignal.timeout(60_000) })));
   }
 
-  private async attempt<T>(build: () => { task: ImageTask; transfer: ArrayBuffer[] }, records: number): Promise<Attempt<T>> {
+  private async attempt<T>(build: () => { task: DecodeTask | EncodeTask; transfer: ArrayBuffer[] }, records: number): Promise<Attempt<T>> {
     if (this.closed) return { crashed: 'the image pool is closed', innocent: false };
     const gen = this.generation;
     const { task, transfer } = build();
     try {
-      const reply = (await this.pool.run(task, { transferList: transfer, signal: AbortSignal.timeout(this.timeout(records)) })) as T;
+      const reply = (await this.pool.run(task, { transferList: transfer, signal: AbortSignal.timeout(this.timeout(records, task.kind)) })) as T;
       this.tasksDone++;
       return { reply };
     } catch (e) {
@@ -160,9 +160,11 @@ export class ImagePool {
   }
 
   /** Runs one slice; on a worker failure retries it whole (if the failure was another slice's) or record by record. */
-  private async slice<I, R, T>(items: I[], build: (items: I[]) => { task: ImageTask; transfer: ArrayBuffer[] }, unpack: (reply: T, items: I[]) => R[], crashed: (message: string) => R): Promise<R[]> {
+  private async slice<I, R, T>(items: I[], build: (items: I[]) => { task: DecodeTask | EncodeTask; transfer: ArrayBuffer[] }, unpack: (reply: T, items: I[]) => R[], crashed: (message: string) => R): Promise<R[]> {
     let r = await this.attempt<T>(() => build(items), items.length);
-    for (let i = 0; i < 3 && 'crashed' in r && r.innocent; i++) r = await this.attempt<T>(() => build(items), items.length);
+    // Each innocent failure is another task's crash, and a record crashes at most twice (in its slice,
+    // then alone) before it is given up: this ends; the bound is a second safety.
+    for (let i = 0; i < 32 && 'crashed' in r && r.innocent; i++) r = await this.attempt<T>(() => build(items), items.length);
     if ('reply' in r) return unpack(r.reply, items);
     if (items.length === 1) return [crashed(r.crashed)];
     const singles = await Promise.all(items.map((one) => this.slice([one], build, unpack, crashed)));
