@@ -7,6 +7,10 @@
  *
  * `concurrency` batches are in flight at once (the guard's partitions): while one batch is on the
  * model, another is parsed, decoded or encoded.
+ *
+ * `workers`: the stream is run once per setting (0 = decode/encode on the main thread, n = an image
+ * pool of n worker threads, src/consumer/imagePool.ts), against one model-only figure (measured
+ * before and after the stream runs, averaged), so the settings are compared in one run.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -15,14 +19,19 @@ import { tf } from '../backend/tf.ts';
 import { parseConfig } from '../config/schema.ts';
 import { buildTopicRuntime, type TopicRuntime } from '../consumer/topicRuntime.ts';
 import { processChunk, type InMessage } from '../consumer/processChunk.ts';
+import { ImagePool } from '../consumer/imagePool.ts';
 import { ModelRegistry } from '../models/registry.ts';
-import { decodeGuardedImage } from '../records/avro.ts';
+import { decodeGuardedImage, encodeImageRecord } from '../records/avro.ts';
+import type { ImageSet } from '../data/dataset.ts';
 import { timeItAsync } from './model.ts';
 
 export interface PipelineBenchRow {
   pipeline: string;
   batch: number;
   concurrency: number;
+  /** The workers setting as given (0, 1, auto, ...) and the threads it meant here. */
+  workersSetting: string;
+  workers: number;
   records: number;
   outputs: number;
   deadLetters: number;
@@ -31,6 +40,10 @@ export interface PipelineBenchRow {
   modelOnlyImagesPerSec: number;
   /** stream / model-only */
   share: number;
+  /** Model-only measured before and after the stream runs (modelOnlyImagesPerSec is their mean). */
+  modelOnlyBeforeAfter: [number, number];
+  /** Image pool tasks that failed (crashes; 0 expected). */
+  poolCrashes: number;
   /** Milliseconds per record in each stage (summed over batches in flight, so they can exceed wall time). */
   stageMsPerRecord: Record<string, number>;
 }
@@ -60,6 +73,29 @@ export function readRecordsFile(file: string): Buffer[] {
   return out;
 }
 
+/**
+ * Larger colour JPEGs for the stream bench: each digit of `set` (28x28 grey) upscaled to
+ * size x size, tinted to colour, JPEG quality 90, in an Avro ImageRecord. The guard decodes them
+ * with libvips (resize to 28x28, colour to grey): the expensive decode the image pool is for.
+ */
+export async function colourJpegRecords(set: ImageSet, count: number, size = 224): Promise<Buffer[]> {
+  const { default: sharp } = await import('sharp');
+  const px = set.height * set.width * set.channels;
+  const out: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const j = i % set.n;
+    const grey = Uint8Array.from(set.images.subarray(j * px, (j + 1) * px), (v) => Math.round(v * 255));
+    const jpeg = await sharp(grey, { raw: { width: set.width, height: set.height, channels: set.channels as 1 | 3 } })
+      .resize(size, size, { kernel: 'cubic' })
+      .toColourspace('srgb')
+      .tint({ r: 255, g: 190, b: 110 })
+      .jpeg({ quality: 90 })
+      .toBuffer();
+    out.push(encodeImageRecord({ id: `bench-jpeg-${i}`, contentType: 'image/jpeg', image: jpeg, width: size, height: size, label: set.labels[j]!, attributes: {}, producedAt: Date.now() }));
+  }
+  return out;
+}
+
 export function pipelineRuntime(models: string, pipeline: string, batch: number): TopicRuntime {
   const config = parseConfig({
     kafka: { brokers: ['in-memory:9092'] },
@@ -78,8 +114,12 @@ export function pipelineRuntime(models: string, pipeline: string, batch: number)
 
 export async function benchPipeline(
   records: Buffer[],
-  o: { models: string; pipeline: string; batch: number; concurrency: number; minMs: number; minReps: number; log?: (s: string) => void },
-): Promise<PipelineBenchRow> {
+  o: {
+    models: string; pipeline: string; batch: number; concurrency: number; minMs: number; minReps: number; log?: (s: string) => void;
+    /** Stream runs: one per setting (default: the main thread only). */
+    workers?: { setting: string; threads: number }[];
+  },
+): Promise<PipelineBenchRow[]> {
   const rt = pipelineRuntime(o.models, o.pipeline, o.batch);
   const t0 = Date.now();
   const msgs: InMessage[] = records.map((value, i) => ({ key: null, value, offset: String(i), timestamp: String(t0) }));
@@ -89,40 +129,57 @@ export async function benchPipeline(
   // Warm-up (and the WebGPU batch-limit measurement) on the first batch.
   await processChunk(rt, 'bench.in', 0, chunks[0]!);
 
-  const stage: Record<string, number> = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 };
-  let outputs = 0, dead = 0, flagged = 0;
-  let next = 0;
-  const start = performance.now();
-  const worker = async (partition: number) => {
-    while (next < chunks.length) {
-      const c = chunks[next++]!;
-      const r = await processChunk(rt, 'bench.in', partition, c);
-      for (const [k, v] of Object.entries(r.stageMs)) stage[k] = (stage[k] ?? 0) + v;
-      const outs = r.out.get('bench.out') ?? [];
-      outputs += outs.length;
-      dead += r.deadLetters.length;
-      flagged += r.outputs.filter((x) => x.flagged).length;
-      if (outs.length + r.deadLetters.length !== c.length) throw new Error(`batch of ${c.length}: ${outs.length} outputs + ${r.deadLetters.length} dead letters`);
-      const last = outs[outs.length - 1];
-      if (last && !decodeGuardedImage(last.value).ok) throw new Error('an output record does not decode as GuardedImage');
-    }
-  };
-  await Promise.all(Array.from({ length: o.concurrency }, (_, i) => worker(i)));
-  const streamSec = (performance.now() - start) / 1000;
-
   // Model only: the same detector on tensors of the same batch size.
   const { width: w, height: h } = rt.settings.image;
-  const x = tf.randomUniform([o.batch, h, w, rt.channels], 0, 1, 'float32', 2) as Tensor4D;
-  const ms = await timeItAsync(() => rt.detector.rawAsync(x), o.minMs, o.minReps);
-  x.dispose();
-  const modelOnly = (o.batch / ms) * 1000;
-  const stream = records.length / streamSec;
-  const row: PipelineBenchRow = {
-    pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, records: records.length,
-    outputs, deadLetters: dead, flagged,
-    streamImagesPerSec: stream, modelOnlyImagesPerSec: modelOnly, share: stream / modelOnly,
-    stageMsPerRecord: Object.fromEntries(Object.entries(stage).map(([k, v]) => [k, v / records.length])),
+  const modelOnly = async () => {
+    const x = tf.randomUniform([o.batch, h, w, rt.channels], 0, 1, 'float32', 2) as Tensor4D;
+    const ms = await timeItAsync(() => rt.detector.rawAsync(x), o.minMs, o.minReps);
+    x.dispose();
+    return (o.batch / ms) * 1000;
   };
-  o.log?.(`${o.pipeline} batch ${o.batch} x${o.concurrency}: stream ${stream.toFixed(0)}/s, model-only ${modelOnly.toFixed(0)}/s (${(100 * row.share).toFixed(0)}%)`);
-  return row;
+  const before = await modelOnly();
+
+  const runs: Omit<PipelineBenchRow, 'modelOnlyImagesPerSec' | 'share' | 'modelOnlyBeforeAfter'>[] = [];
+  for (const wk of o.workers ?? [{ setting: '0', threads: 0 }]) {
+    const pool = wk.threads > 0 ? new ImagePool({ threads: wk.threads }) : null;
+    try {
+      await pool?.check();
+      rt.pool = pool;
+      if (pool) await processChunk(rt, 'bench.in', 0, chunks[0]!); // the workers' first images
+      const stage: Record<string, number> = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 };
+      let outputs = 0, dead = 0, flagged = 0;
+      let next = 0;
+      const start = performance.now();
+      const worker = async (partition: number) => {
+        while (next < chunks.length) {
+          const c = chunks[next++]!;
+          const r = await processChunk(rt, 'bench.in', partition, c);
+          for (const [k, v] of Object.entries(r.stageMs)) stage[k] = (stage[k] ?? 0) + v;
+          const outs = r.out.get('bench.out') ?? [];
+          outputs += outs.length;
+          dead += r.deadLetters.length;
+          flagged += r.outputs.filter((x) => x.flagged).length;
+          if (outs.length + r.deadLetters.length !== c.length) throw new Error(`batch of ${c.length}: ${outs.length} outputs + ${r.deadLetters.length} dead letters`);
+          const last = outs[outs.length - 1];
+          if (last && !decodeGuardedImage(last.value).ok) throw new Error('an output record does not decode as GuardedImage');
+        }
+      };
+      await Promise.all(Array.from({ length: o.concurrency }, (_, i) => worker(i)));
+      const streamSec = (performance.now() - start) / 1000;
+      const stream = records.length / streamSec;
+      runs.push({
+        pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, workersSetting: wk.setting, workers: wk.threads, records: records.length,
+        outputs, deadLetters: dead, flagged, streamImagesPerSec: stream, poolCrashes: pool?.crashes ?? 0,
+        stageMsPerRecord: Object.fromEntries(Object.entries(stage).map(([k, v]) => [k, v / records.length])),
+      });
+      o.log?.(`${o.pipeline} batch ${o.batch} x${o.concurrency}, workers ${wk.setting} (${wk.threads}): stream ${stream.toFixed(0)}/s`);
+    } finally {
+      rt.pool = null;
+      await pool?.close();
+    }
+  }
+  const after = await modelOnly();
+  const model = (before + after) / 2;
+  o.log?.(`${o.pipeline} batch ${o.batch}: model-only ${before.toFixed(0)}/s before, ${after.toFixed(0)}/s after the stream runs`);
+  return runs.map((r) => ({ ...r, modelOnlyImagesPerSec: model, modelOnlyBeforeAfter: [before, after], share: r.streamImagesPerSec / model }));
 }
