@@ -291,6 +291,9 @@ describe('guard with workers: 1 (real broker)', { timeout: 300_000 }, () => {
     for (const [k, c] of answers) assert.equal(c, 1, `exactly one answer for ${k}`);
     assert.deepEqual(reasons, Array(10).fill('corrupt_image'));
     assert.equal(pool.crashes, 0);
+    const metrics = await guard.metrics.text();
+    assert.match(metrics, /^vqguard_image_workers 1$/m);
+    assert.match(metrics, /^vqguard_image_worker_failures_total 0$/m);
     assert.ok(pool.tasksDone >= 2 * Math.ceil(msgs.length / 16), `decode and encode tasks ran on the worker (${pool.tasksDone})`);
     // The pool is closed with the guard: a late call does no work.
     assert.deepEqual(await pool.decode([h.png28], {}), [{ ok: 'crashed', message: 'the image pool is closed' }]);

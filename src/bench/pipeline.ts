@@ -8,9 +8,10 @@
  * `concurrency` batches are in flight at once (the guard's partitions): while one batch is on the
  * model, another is parsed, decoded or encoded.
  *
- * `workers`: the stream is run once per setting (0 = decode/encode on the main thread, n = an image
- * pool of n worker threads, src/consumer/imagePool.ts), against one model-only figure (measured
- * before and after the stream runs, averaged), so the settings are compared in one run.
+ * `workers`: the stream is run once per setting and round (0 = decode/encode on the main thread,
+ * n = an image pool of n worker threads, src/consumer/imagePool.ts), each run against model-only
+ * measured right before and after it (a busy machine's speed drifts), the order rotated each
+ * round; a row holds the medians over rounds, so the settings are compared in one run.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -40,8 +41,10 @@ export interface PipelineBenchRow {
   modelOnlyImagesPerSec: number;
   /** stream / model-only */
   share: number;
-  /** Model-only measured before and after the stream runs (modelOnlyImagesPerSec is their mean). */
+  /** Model-only measured right before and after the first round's stream run. */
   modelOnlyBeforeAfter: [number, number];
+  /** Each round's stream, the model-only figures around it, and their ratio (the row holds the medians). */
+  rounds: { stream: number; modelOnlyBefore: number; modelOnlyAfter: number; share: number }[];
   /** Image pool tasks that failed (crashes; 0 expected). */
   poolCrashes: number;
   /** Milliseconds per record in each stage (summed over batches in flight, so they can exceed wall time). */
@@ -116,8 +119,9 @@ export async function benchPipeline(
   records: Buffer[],
   o: {
     models: string; pipeline: string; batch: number; concurrency: number; minMs: number; minReps: number; log?: (s: string) => void;
-    /** Stream runs: one per setting (default: the main thread only). */
+    /** Stream runs: one per setting and round (default: the main thread only, one round). */
     workers?: { setting: string; threads: number }[];
+    rounds?: number;
   },
 ): Promise<PipelineBenchRow[]> {
   const rt = pipelineRuntime(o.models, o.pipeline, o.batch);
@@ -137,49 +141,76 @@ export async function benchPipeline(
     x.dispose();
     return (o.batch / ms) * 1000;
   };
-  const before = await modelOnly();
-
-  const runs: Omit<PipelineBenchRow, 'modelOnlyImagesPerSec' | 'share' | 'modelOnlyBeforeAfter'>[] = [];
-  for (const wk of o.workers ?? [{ setting: '0', threads: 0 }]) {
-    const pool = wk.threads > 0 ? new ImagePool({ threads: wk.threads }) : null;
-    try {
-      await pool?.check();
-      rt.pool = pool;
-      if (pool) await processChunk(rt, 'bench.in', 0, chunks[0]!); // the workers' first images
-      const stage: Record<string, number> = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 };
-      let outputs = 0, dead = 0, flagged = 0;
-      let next = 0;
-      const start = performance.now();
-      const worker = async (partition: number) => {
-        while (next < chunks.length) {
-          const c = chunks[next++]!;
-          const r = await processChunk(rt, 'bench.in', partition, c);
-          for (const [k, v] of Object.entries(r.stageMs)) stage[k] = (stage[k] ?? 0) + v;
-          const outs = r.out.get('bench.out') ?? [];
-          outputs += outs.length;
-          dead += r.deadLetters.length;
-          flagged += r.outputs.filter((x) => x.flagged).length;
-          if (outs.length + r.deadLetters.length !== c.length) throw new Error(`batch of ${c.length}: ${outs.length} outputs + ${r.deadLetters.length} dead letters`);
-          const last = outs[outs.length - 1];
-          if (last && !decodeGuardedImage(last.value).ok) throw new Error('an output record does not decode as GuardedImage');
-        }
-      };
-      await Promise.all(Array.from({ length: o.concurrency }, (_, i) => worker(i)));
-      const streamSec = (performance.now() - start) / 1000;
-      const stream = records.length / streamSec;
-      runs.push({
-        pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, workersSetting: wk.setting, workers: wk.threads, records: records.length,
-        outputs, deadLetters: dead, flagged, streamImagesPerSec: stream, poolCrashes: pool?.crashes ?? 0,
-        stageMsPerRecord: Object.fromEntries(Object.entries(stage).map(([k, v]) => [k, v / records.length])),
-      });
-      o.log?.(`${o.pipeline} batch ${o.batch} x${o.concurrency}, workers ${wk.setting} (${wk.threads}): stream ${stream.toFixed(0)}/s`);
-    } finally {
-      rt.pool = null;
-      await pool?.close();
+  type Run = Omit<PipelineBenchRow, 'modelOnlyImagesPerSec' | 'share' | 'modelOnlyBeforeAfter' | 'rounds'> & { model: [number, number] };
+  const settings = o.workers ?? [{ setting: '0', threads: 0 }];
+  const runs: Run[] = [];
+  const rounds = Math.max(1, o.rounds ?? 1);
+  for (let round = 0; round < rounds; round++) {
+    // Rotated each round, so no setting always runs first (after the model-only measurement) or last.
+    for (let k = 0; k < settings.length; k++) {
+      const wk = settings[(k + round) % settings.length]!;
+      const pool = wk.threads > 0 ? new ImagePool({ threads: wk.threads }) : null;
+      try {
+        await pool?.check();
+        rt.pool = pool;
+        if (pool) await processChunk(rt, 'bench.in', 0, chunks[0]!); // the workers' first images
+        const before = await modelOnly();
+        const stage: Record<string, number> = { parse: 0, decode: 0, tensor: 0, model: 0, encode: 0 };
+        let outputs = 0, dead = 0, flagged = 0;
+        let next = 0;
+        const start = performance.now();
+        const worker = async (partition: number) => {
+          while (next < chunks.length) {
+            const c = chunks[next++]!;
+            const r = await processChunk(rt, 'bench.in', partition, c);
+            for (const [key, v] of Object.entries(r.stageMs)) stage[key] = (stage[key] ?? 0) + v;
+            const outs = r.out.get('bench.out') ?? [];
+            outputs += outs.length;
+            dead += r.deadLetters.length;
+            flagged += r.outputs.filter((x) => x.flagged).length;
+            if (outs.length + r.deadLetters.length !== c.length) throw new Error(`batch of ${c.length}: ${outs.length} outputs + ${r.deadLetters.length} dead letters`);
+            const last = outs[outs.length - 1];
+            if (last && !decodeGuardedImage(last.value).ok) throw new Error('an output record does not decode as GuardedImage');
+          }
+        };
+        await Promise.all(Array.from({ length: o.concurrency }, (_, i) => worker(i)));
+        const streamSec = (performance.now() - start) / 1000;
+        const after = await modelOnly();
+        const stream = records.length / streamSec;
+        runs.push({
+          pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, workersSetting: wk.setting, workers: wk.threads, records: records.length,
+          outputs, deadLetters: dead, flagged, streamImagesPerSec: stream, poolCrashes: pool?.crashes ?? 0,
+          stageMsPerRecord: Object.fromEntries(Object.entries(stage).map(([key, v]) => [key, v / records.length])), model: [before, after],
+        });
+        o.log?.(`${o.pipeline} batch ${o.batch} x${o.concurrency}, workers ${wk.setting} (${wk.threads}), round ${round + 1}: stream ${stream.toFixed(0)}/s, model-only ${before.toFixed(0)} / ${after.toFixed(0)}/s before / after (${((200 * stream) / (before + after)).toFixed(0)}%)`);
+      } finally {
+        rt.pool = null;
+        await pool?.close();
+      }
     }
   }
-  const after = await modelOnly();
-  const model = (before + after) / 2;
-  o.log?.(`${o.pipeline} batch ${o.batch}: model-only ${before.toFixed(0)}/s before, ${after.toFixed(0)}/s after the stream runs`);
-  return runs.map((r) => ({ ...r, modelOnlyImagesPerSec: model, modelOnlyBeforeAfter: [before, after], share: r.streamImagesPerSec / model }));
+  // Per setting: the median over rounds of stream, of model-only, and of their ratio (each run against its own model-only figures).
+  const median = (xs: number[]) => {
+    const a = [...xs].sort((x, y) => x - y);
+    const m = a.length >> 1;
+    return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
+  };
+  return settings
+    .filter((wk, i) => settings.findIndex((x) => x.setting === wk.setting) === i)
+    .map((wk) => {
+      const mine = runs.filter((r) => r.workersSetting === wk.setting);
+      const first = mine[0]!;
+      const { model: _m, ...rest } = first;
+      const stageMsPerRecord = Object.fromEntries(Object.keys(first.stageMsPerRecord).map((key) => [key, median(mine.map((r) => r.stageMsPerRecord[key]!))]));
+      return {
+        ...rest,
+        streamImagesPerSec: median(mine.map((r) => r.streamImagesPerSec)),
+        modelOnlyImagesPerSec: median(mine.map((r) => (r.model[0] + r.model[1]) / 2)),
+        share: median(mine.map((r) => (2 * r.streamImagesPerSec) / (r.model[0] + r.model[1]))),
+        modelOnlyBeforeAfter: first.model,
+        poolCrashes: mine.reduce((n, r) => n + r.poolCrashes, 0),
+        stageMsPerRecord,
+        rounds: mine.map((r) => ({ stream: r.streamImagesPerSec, modelOnlyBefore: r.model[0], modelOnlyAfter: r.model[1], share: (2 * r.streamImagesPerSec) / (r.model[0] + r.model[1]) })),
+      };
+    });
 }

@@ -34,6 +34,7 @@ interface SuiteOpts {
   models?: string;
   workers?: string;
   images?: string;
+  rounds?: string;
 }
 
 /** Timing per measured point; VQGUARD_BENCH_MIN_MS shortens or lengthens it (the GPU check sets it). */
@@ -116,7 +117,7 @@ async function pipelineSuite(o: SuiteOpts) {
   const workers = workersList(o.workers);
   const timing = suiteTiming(o.quick);
   const rows = [];
-  for (const p of pipelines) for (const b of batches) rows.push(...(await benchPipeline(records, { models, pipeline: p, batch: b, concurrency, workers, ...timing, log: say })));
+  for (const p of pipelines) for (const b of batches) rows.push(...(await benchPipeline(records, { models, pipeline: p, batch: b, concurrency, workers, rounds: Number(o.rounds ?? 1), ...timing, log: say })));
   const avgBytes = records.reduce((n, r) => n + r.length, 0) / records.length;
   const result = {
     command: commandLine(), machine: machineDescription(), backend: backendSummary(),
@@ -285,6 +286,7 @@ export function registerBench(program: Command): void {
     .option('--save-records <file>', 'pipeline suite: only write the encoded records to this file')
     .option('--concurrency <n>', 'pipeline suite: batches in flight (default 2)')
     .option('--workers <list>', 'pipeline suite: image worker threads per run, comma-separated: 0 (main thread), a count, auto (default 0)')
+    .option('--rounds <n>', 'pipeline suite: runs per workers setting, order rotated; rows hold the medians (default 1)')
     .option('--images <kind>', 'pipeline suite: png28 (MNIST digits, 28x28 grey PNG; default) or jpeg<size> (the digits upscaled to size x size, colour JPEG, e.g. jpeg224)')
     .option('--models <dir>', 'model/pipeline suites: model set (default models/mnist)')
     .action(async (suite: string | undefined, o: SuiteOpts & { js: boolean; stream: boolean; bin: string[]; idle: string }) => {

@@ -109,10 +109,15 @@ export class Guard {
     this.imagePool = threads > 0
       ? new ImagePool({
           threads,
-          onEvent: (e) => (e.event === 'recreate' ? this.log.warn({ generation: e.generation }, e.message) : this.log.error({ generation: e.generation, error: e.message }, `image worker ${e.event}`)),
+          onEvent: (e) => {
+            if (e.event === 'recreate') return this.log.warn({ generation: e.generation }, e.message);
+            if (e.event === 'crash') this.metrics.imageWorkerFailures.inc();
+            this.log.error({ generation: e.generation, error: e.message }, `image worker ${e.event}`);
+          },
         })
       : null;
     for (const rt of this.runtimes) rt.pool = this.imagePool;
+    this.metrics.imageWorkers.set(threads);
     if (config.alerts.webhook) this.webhook = new AlertWebhook(config.alerts.webhook, this.log, this.metrics);
     this.runner = new Runner({
       kafka: this.kafka,
