@@ -15,6 +15,7 @@
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { performance as nodePerf } from 'node:perf_hooks';
 import type { Tensor4D } from '@tensorflow/tfjs-node';
 import { tf } from '../backend/tf.ts';
 import { parseConfig } from '../config/schema.ts';
@@ -47,6 +48,10 @@ export interface PipelineBenchRow {
   rounds: { stream: number; modelOnlyBefore: number; modelOnlyAfter: number; share: number }[];
   /** Image pool tasks that failed (crashes; 0 expected). */
   poolCrashes: number;
+  /** Main thread busy (event loop active, incl. synchronous native calls such as tfjs-node's kernels) per record. */
+  mainThreadMsPerRecord: number;
+  /** CPU time of the whole process (main thread, image workers, TensorFlow's threads) per record. */
+  cpuMsPerRecord: number;
   /** Milliseconds per record in each stage (summed over batches in flight, so they can exceed wall time). */
   stageMsPerRecord: Record<string, number>;
 }
@@ -159,6 +164,8 @@ export async function benchPipeline(
         let outputs = 0, dead = 0, flagged = 0;
         let next = 0;
         const start = performance.now();
+        const elu0 = nodePerf.eventLoopUtilization();
+        const cpu0 = process.cpuUsage();
         const worker = async (partition: number) => {
           while (next < chunks.length) {
             const c = chunks[next++]!;
@@ -175,12 +182,15 @@ export async function benchPipeline(
         };
         await Promise.all(Array.from({ length: o.concurrency }, (_, i) => worker(i)));
         const streamSec = (performance.now() - start) / 1000;
+        const mainMs = nodePerf.eventLoopUtilization(elu0).active;
+        const cpu = process.cpuUsage(cpu0);
         const after = await modelOnly();
         const stream = records.length / streamSec;
         runs.push({
           pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, workersSetting: wk.setting, workers: wk.threads, records: records.length,
           outputs, deadLetters: dead, flagged, streamImagesPerSec: stream, poolCrashes: pool?.crashes ?? 0,
           stageMsPerRecord: Object.fromEntries(Object.entries(stage).map(([key, v]) => [key, v / records.length])), model: [before, after],
+          mainThreadMsPerRecord: mainMs / records.length, cpuMsPerRecord: (cpu.user + cpu.system) / 1000 / records.length,
         });
         o.log?.(`${o.pipeline} batch ${o.batch} x${o.concurrency}, workers ${wk.setting} (${wk.threads}), round ${round + 1}: stream ${stream.toFixed(0)}/s, model-only ${before.toFixed(0)} / ${after.toFixed(0)}/s before / after (${((200 * stream) / (before + after)).toFixed(0)}%)`);
       } finally {
@@ -210,6 +220,8 @@ export async function benchPipeline(
         modelOnlyBeforeAfter: first.model,
         poolCrashes: mine.reduce((n, r) => n + r.poolCrashes, 0),
         stageMsPerRecord,
+        mainThreadMsPerRecord: median(mine.map((r) => r.mainThreadMsPerRecord)),
+        cpuMsPerRecord: median(mine.map((r) => r.cpuMsPerRecord)),
         rounds: mine.map((r) => ({ stream: r.streamImagesPerSec, modelOnlyBefore: r.model[0], modelOnlyAfter: r.model[1], share: (2 * r.streamImagesPerSec) / (r.model[0] + r.model[1]) })),
       };
     });
