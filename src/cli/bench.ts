@@ -130,8 +130,8 @@ async function pipelineSuite(o: SuiteOpts) {
   else {
     process.stdout.write(
       formatTable(
-        ['pipeline', 'batch', 'workers', 'in flight', 'records', 'stream img/s', 'model-only img/s', 'stream / model-only', 'main thread ms/rec', 'CPU ms/rec', 'dead letters'],
-        rows.map((r) => [r.pipeline, r.batch, `${r.workersSetting} (${r.workers})`, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share, r.mainThreadMsPerRecord, r.cpuMsPerRecord, r.deadLetters]),
+        ['pipeline', 'batch', 'workers', 'in flight', 'records', 'stream img/s', 'model-only img/s', 'stream / model-only', 'main thread CPU ms/rec', 'process CPU ms/rec', 'dead letters'],
+        rows.map((r) => [r.pipeline, r.batch, `${r.workersSetting} (${r.workers})`, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share, r.mainThreadCpuMsPerRecord ?? '-', r.cpuMsPerRecord, r.deadLetters]),
       ) + `\nimages: ${result.images}, ${avgBytes.toFixed(0)} bytes per record on average; load average at the end ${result.loadAverageAtEnd.map((x) => x.toFixed(1)).join(' ')}\nwritten to ${out}\n`,
     );
   }
