@@ -217,7 +217,7 @@ test('processChunk: a worker that fails decoding or encoding dead-letters those 
   const msgs: InMessage[] = good.map((s, i) => ({ key: null, value: s.value, offset: String(i), timestamp: '1700000000000' }));
   const rt = pipelineRuntime(MODELS, 'split2>full', 64);
   let failing: 'decode' | 'encode' = 'decode';
-  // A time limit of 0 ms on one kind of task: the task is aborted and its worker ended, every time.
+  // A time limit of 0 ms on one kind of task: every such task is aborted (before it runs), every time.
   rt.pool = pool({ threads: 2, minRecordsPerTask: 4, taskTimeoutMs: (_n, kind) => (kind === failing ? 0 : 60_000) });
   try {
     const d = await processChunk(rt, 'in', 0, msgs);

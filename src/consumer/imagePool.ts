@@ -57,7 +57,7 @@ export interface ImagePoolOptions {
   maxRecordsPerTask?: number;
   /** Fewest records worth a task of their own when a batch is cut (default 8). */
   minRecordsPerTask?: number;
-  /** Time limit of a task of `records` records (default 30 s + 2 s per record). */
+  /** Time limit of a task of `records` records (default 30 s + 2 s per record; 0: the task is aborted before it runs). */
   taskTimeoutMs?: (records: number, kind: 'decode' | 'encode') => number;
   /** Told about crashes and pool recreation. */
   onEvent?: (e: { event: 'crash' | 'recreate' | 'error'; message: string; generation: number }) => void;
@@ -144,7 +144,9 @@ export class ImagePool {
     const gen = this.generation;
     const { task, transfer } = build();
     try {
-      const reply = (await this.pool.run(task, { transferList: transfer, signal: AbortSignal.timeout(this.timeout(records, task.kind)) })) as T;
+      const ms = this.timeout(records, task.kind);
+      const signal = ms > 0 ? AbortSignal.timeout(ms) : AbortSignal.abort(new Error('the time limit is 0 ms'));
+      const reply = (await this.pool.run(task, { transferList: transfer, signal })) as T;
       this.tasksDone++;
       return { reply };
     } catch (e) {
