@@ -6,6 +6,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ImagePool, workerFile, type PoolDecodeResult } from '../src/consumer/imagePool.ts';
 import { decodeImage, encodeImage, type ImagePolicy, type OutputImageFormat } from '../src/image/decode.ts';
 import { processChunk, type InMessage } from '../src/consumer/processChunk.ts';
@@ -54,6 +58,27 @@ after(async () => {
 
 test('the worker file sits beside the pool module with its extension (.ts under tsx)', () => {
   assert.match(workerFile(), /src\/consumer\/imageWorker\.ts$/);
+});
+
+test('the workers start when tsx was registered through its API (bin/vqguard.mjs) and node has per-process options', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vqguard-pool-'));
+  try {
+    const script = join(dir, 'start.mjs');
+    writeFileSync(script, [
+      `const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});`,
+      'register();',
+      `const { ImagePool } = await import(${JSON.stringify(new URL('../src/consumer/imagePool.ts', import.meta.url).href)});`,
+      'const p = new ImagePool({ threads: 1 });',
+      'await p.check();',
+      "console.log(JSON.stringify(await p.decode([Buffer.from('not an image')], {})));",
+      'await p.close();',
+    ].join('\n'));
+    const r = spawnSync(process.execPath, ['--max-old-space-size=256', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout.trim().split('\n').pop()!)[0].reason, 'unsupported_format');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('decode: the same pixels and the same reasons as the main thread, for every kind of image', async () => {

@@ -69,10 +69,14 @@ export function workerFile(): string {
   return fileURLToPath(new URL(`./imageWorker${extname(here)}`, import.meta.url));
 }
 
-/** Node options for the workers: the TypeScript loader when the worker is a .ts file and the process lacks it in its options. */
+/**
+ * Node options for the workers: inherited (undefined), except when the worker is a .ts file and
+ * the process registered tsx through its API (bin/vqguard.mjs), not its options: then tsx's
+ * loader alone (explicit options may not name per-process ones such as --max-old-space-size).
+ */
 function workerExecArgv(file: string): string[] | undefined {
   if (!file.endsWith('.ts') || process.execArgv.some((a) => a.includes('tsx'))) return undefined;
-  return [...process.execArgv, '--import', import.meta.resolve('tsx')];
+  return ['--import', import.meta.resolve('tsx')];
 }
 
 type Attempt<T> = { reply: T } | { crashed: string; innocent: boolean };
