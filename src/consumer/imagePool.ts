@@ -116,10 +116,11 @@ export class ImagePool {
       atomics: 'async',
       execArgv: workerExecArgv(this.file),
     });
-    // A worker that fails with no task on it: piscina emits 'error' (unhandled, it would end the process).
+    // A worker that fails with no task on it: piscina emits 'error' (unhandled, it would end the
+    // process) and replaces the worker itself. Not recreated here: a worker set-up that cannot
+    // start would loop; tasks that fail recreate the pool (attempt), and start-up runs check().
     p.on('error', (e: unknown) => {
       this.o.onEvent?.({ event: 'error', message: String((e as Error)?.message ?? e), generation: gen });
-      if (gen === this.generation && !this.closed) this.recreate();
     });
     return p;
   }
