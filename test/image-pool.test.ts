@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ImagePool, workerFile, type PoolDecodeResult } from '../src/consumer/imagePool.ts';
+import { ImagePool, ImagePoolClosedError, workerFile, type PoolDecodeResult } from '../src/consumer/imagePool.ts';
 import { decodeImage, encodeImage, type ImagePolicy, type OutputImageFormat } from '../src/image/decode.ts';
 import { processChunk, type InMessage } from '../src/consumer/processChunk.ts';
 import { pipelineRuntime } from '../src/bench/pipeline.ts';
@@ -197,11 +197,20 @@ test('a task past its time limit: its worker is ended, its records come back as 
   assert.ok(performance.now() - t0 < 60_000);
 });
 
-test('a pool closed: its calls fail as crashed records, not a hang; close is idempotent', async () => {
+test('a pool closed: its calls throw (the batch fails as a whole, no record is dead-lettered), not a hang; close is idempotent', async () => {
   const p = pool({ threads: 1 });
   await p.close();
   await p.close();
-  assert.deepEqual(await p.decode([Buffer.from('x')], {}), [{ ok: 'crashed', message: 'the image pool is closed' }]);
+  await assert.rejects(p.decode([Buffer.from('x')], {}), ImagePoolClosedError);
+  await assert.rejects(p.encode([{ pixels: new Float32Array(4), width: 2, height: 2, channels: 1, format: 'png' }]), ImagePoolClosedError);
+  // Closed while a task runs: the call throws too.
+  const q = pool({ threads: 1 });
+  await q.check();
+  const big = await sharp(noise(1024 * 768 * 3), raw(1024, 768, 3)).jpeg().toBuffer();
+  const running = assert.rejects(q.decode([big, big, big, big], { colour: 'rgb', width: 64, height: 64 }), ImagePoolClosedError);
+  await q.close();
+  await running;
+  assert.equal(q.crashes, 0);
 });
 
 test('processChunk with the pool: the very same outputs and dead letters (bytes) as on the main thread', { timeout: 120_000 }, async () => {
@@ -336,6 +345,6 @@ describe('guard with workers: 1 (real broker)', { timeout: 300_000 }, () => {
     assert.match(metrics, /^vqguard_image_worker_failures_total 0$/m);
     assert.ok(pool.tasksDone >= 2 * Math.ceil(msgs.length / 16), `decode and encode tasks ran on the worker (${pool.tasksDone})`);
     // The pool is closed with the guard: a late call does no work.
-    assert.deepEqual(await pool.decode([h.png28], {}), [{ ok: 'crashed', message: 'the image pool is closed' }]);
+    await assert.rejects(pool.decode([h.png28], {}), ImagePoolClosedError);
   });
 });

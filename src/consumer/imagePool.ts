@@ -79,6 +79,18 @@ function workerExecArgv(file: string): string[] | undefined {
   return ['--import', import.meta.resolve('tsx')];
 }
 
+/**
+ * A call on a closed pool (or one closed while it ran) throws this rather than failing its
+ * records: processChunk then fails as a whole, and the runner leaves the batch uncommitted
+ * (redelivered) instead of dead-lettering records that were never at fault.
+ */
+export class ImagePoolClosedError extends Error {
+  constructor() {
+    super('the image pool is closed');
+    this.name = 'ImagePoolClosedError';
+  }
+}
+
 type Attempt<T> = { reply: T } | { crashed: string; innocent: boolean };
 
 export class ImagePool {
@@ -145,7 +157,7 @@ export class ImagePool {
   }
 
   private async attempt<T>(build: () => { task: DecodeTask | EncodeTask; transfer: ArrayBuffer[] }, records: number): Promise<Attempt<T>> {
-    if (this.closed) return { crashed: 'the image pool is closed', innocent: false };
+    if (this.closed) throw new ImagePoolClosedError();
     const gen = this.generation;
     const { task, transfer } = build();
     try {
@@ -155,6 +167,8 @@ export class ImagePool {
       this.tasksDone++;
       return { reply };
     } catch (e) {
+      // Closed meanwhile (the guard stopping): not the records' fault; the caller's batch fails as a whole.
+      if (this.closed) throw new ImagePoolClosedError();
       const message = String((e as Error)?.message ?? e);
       const innocent = gen !== this.generation;
       if (!innocent) {
