@@ -11,7 +11,10 @@
 #   dawn.node.xz     Dawn for Node (npm `webgpu`), linux-x64 only, xz
 #   debs/*.deb       Vulkan loader and GLVND (Debian bookworm amd64: the ICD needs GLVND to load)
 #   app/vqguard.mjs.xz  the CLI as one esbuild file (tfjs + its WebGPU backend inside; no libtensorflow,
-#                    no sharp: 28x28 grey PNGs take the PNG fast path), plus app/node_modules/webgpu
+#                    no sharp: 28x28 grey PNGs take the PNG fast path; no onnxruntime), plus
+#                    app/node_modules/webgpu
+#   app/imageWorker.mjs the image pool's worker (src/consumer/imageWorker.ts) as one esbuild file,
+#                    beside the CLI where the pool looks for it, plus app/node_modules/piscina (its JS)
 #   records.bin.xz   encoded Avro ImageRecords (MNIST test digits, PNG) for the stream bench
 # Models, schemas and calibrations are read from the repository checkout (run from its root).
 #
@@ -19,8 +22,10 @@
 # NVIDIA ICD when present, then runs (all under `timeout`, JSON under $OUT, default DIR/out):
 #   doctor --json                                 -> doctor.json
 #   bench model    full, split2>full, MODEL_BATCHES -> model.json   (purify and detect)
-#   bench pipeline full, split2>full, PIPE_BATCHES  -> pipeline.json (stream vs model-only)
+#   bench pipeline full, split2>full, PIPE_BATCHES, PIPE_WORKERS -> pipeline.json (stream vs model-only,
+#                                                 per image-worker setting)
 # Environment: MODEL_BATCHES (default 64,1024,4096,8192), PIPE_BATCHES (default 1024,4096),
+# PIPE_WORKERS (image worker threads per stream run, default 0,auto: main thread, then cores - 1),
 # PIPE_RECORDS (records used, default all in records.bin), MIN_MS (timing per point, default 700),
 # STEP_TIMEOUT (seconds per step, default 150), BACKEND (default webgpu).
 set -euo pipefail
@@ -62,14 +67,21 @@ build() {
     (cd "$dir/debs" && apt-get "${o[@]}" download libvulkan1 libglvnd0 libegl1 libgl1 libglx0 libgles2 libopengl0 >/dev/null)
   fi
 
-  # 4. The CLI as one file (see scripts/device-check/entry.cjs).
-  echo "device-check: bundling the CLI (esbuild)"
-  npx esbuild scripts/device-check/entry.cjs --bundle --platform=node --format=esm --target=node20 \
-    --outfile="$dir/app/vqguard.mjs" --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu \
-    --alias:sharp=./scripts/device-check/sharp-stub.cjs --legal-comments=none --minify-whitespace \
-    --banner:js="import { createRequire as __vqCreateRequire } from 'node:module'; const require = __vqCreateRequire(import.meta.url);" \
-    --log-level=warning
+  # 4. The CLI as one file (see scripts/device-check/entry.cjs), and the image pool's worker as
+  #    another beside it (the pool runs app/imageWorker.mjs: imageWorker + the CLI file's extension).
+  #    piscina stays a package (it starts its own worker.js by path), JS files only.
+  echo "device-check: bundling the CLI and the image worker (esbuild)"
+  local esb=(--bundle --platform=node --format=esm --target=node20 --external:piscina
+    --alias:sharp=./scripts/device-check/sharp-stub.cjs --alias:onnxruntime-node=./scripts/device-check/onnx-stub.cjs
+    --legal-comments=none --minify-whitespace --log-level=warning
+    --banner:js="import { createRequire as __vqCreateRequire } from 'node:module'; const require = __vqCreateRequire(import.meta.url);")
+  npx esbuild scripts/device-check/entry.cjs "${esb[@]}" --outfile="$dir/app/vqguard.mjs" \
+    --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu
+  npx esbuild src/consumer/imageWorker.ts "${esb[@]}" --outfile="$dir/app/imageWorker.mjs"
   xz -T0 -9 -f "$dir/app/vqguard.mjs"
+  rm -rf "$dir/app/node_modules/piscina" && mkdir -p "$dir/app/node_modules/piscina"
+  (cd node_modules/piscina && find . -type f \( -name '*.js' -o -name '*.mjs' -o -name package.json -o -name LICENSE \) -print0 | tar --null -T - -cf -) |
+    tar -xf - -C "$dir/app/node_modules/piscina"
   [[ -d "$dir/../schemas" ]] ||
     echo "device-check build: warning: $dir should sit directly in the repository root (the bundle finds schemas/ at ../../schemas)" >&2
 
@@ -114,7 +126,7 @@ run() {
   timeout "$st" "${vq[@]}" bench model --pipeline full 'split2>full' --batch "${MODEL_BATCHES:-64,1024,4096,8192}" --out "$out/model.json" || { echo "device-check: bench model failed ($?)"; rc=1; }
   local rec=()
   [[ -n "${PIPE_RECORDS:-}" ]] && rec=(--records "$PIPE_RECORDS")
-  timeout "$st" "${vq[@]}" bench pipeline --records-file "$t/records.bin" "${rec[@]}" --pipeline full 'split2>full' --batch "${PIPE_BATCHES:-1024,4096}" --concurrency "${CONCURRENCY:-2}" --out "$out/pipeline.json" || { echo "device-check: bench pipeline failed ($?)"; rc=1; }
+  timeout "$st" "${vq[@]}" bench pipeline --records-file "$t/records.bin" "${rec[@]}" --pipeline full 'split2>full' --batch "${PIPE_BATCHES:-1024,4096}" --concurrency "${CONCURRENCY:-2}" --workers "${PIPE_WORKERS:-0,auto}" --out "$out/pipeline.json" || { echo "device-check: bench pipeline failed ($?)"; rc=1; }
   echo "device-check: done in $((SECONDS - t0)) s (rc $rc); results in $out"
   return $rc
 }

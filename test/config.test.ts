@@ -232,3 +232,22 @@ test('Kafka settings (issue 18): fetch sizes, compression, checkTopics, deadLett
   hasProblem(list, /^topics\[0\]\.deadLetter: expected a topic name, or \{ topic, format: avro \| connect \}/);
   hasProblem(list, /^topics\[1\]\.deadLetter: must differ from output/);
 });
+
+test('workers: auto by default, a thread count 0..256, nothing else; auto is cores - 1 from 4 cores, else 0', async () => {
+  const { resolveWorkers } = await import('../src/consumer/imagePool.ts');
+  assert.equal(parseConfig(clone(base)).workers, 'auto');
+  assert.equal(loadConfig('examples/guard.yaml', { env: {} }).workers, 'auto');
+  assert.equal(parseConfig({ ...clone(base), workers: 0 }).workers, 0);
+  assert.equal(parseConfig({ ...clone(base), workers: 3 }).workers, 3);
+  hasProblem(problems({ ...clone(base), workers: -1 }), /^workers/);
+  hasProblem(problems({ ...clone(base), workers: 257 }), /^workers/);
+  hasProblem(problems({ ...clone(base), workers: 1.5 }), /^workers/);
+  hasProblem(problems({ ...clone(base), workers: 'all' }), /^workers/);
+  const path = join(dir, 'workers.yaml');
+  writeFileSync(path, 'kafka: {brokers: ["k:9092"]}\nworkers: ${VQ_WORKERS:auto}\ntopics: [{input: a, pipeline: full, output: b, deadLetter: c}]\n');
+  assert.equal(loadConfig(path, { env: { VQ_WORKERS: '2' } }).workers, 2);
+  assert.equal(loadConfig(path, { env: {} }).workers, 'auto');
+  assert.deepEqual([1, 2, 3, 4, 16].map((n) => resolveWorkers('auto', n)), [0, 0, 0, 3, 15]);
+  assert.equal(resolveWorkers(0, 16), 0);
+  assert.equal(resolveWorkers(5, 2), 5);
+});

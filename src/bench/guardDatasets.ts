@@ -84,7 +84,7 @@ export async function benchGuardDatasets(
       const runtime = pipelineRuntime(dir, o.pipeline, o.batch, { registry: reg, image });
       const reps: PipelineBenchRow[] = [];
       for (let i = 0; i < Math.max(1, o.repeat ?? 1); i++) {
-        const row = await benchPipeline(records, { models: dir, pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, minMs: o.minMs, minReps: o.minReps, runtime, log: (l) => o.log?.(`${s.name}: ${l}`) });
+        const row = (await benchPipeline(records, { models: dir, pipeline: o.pipeline, batch: o.batch, concurrency: o.concurrency, minMs: o.minMs, minReps: o.minReps, runtime, log: (l) => o.log?.(`${s.name}: ${l}`) }))[0]!;
         if (row.deadLetters) throw new Error(`set ${s.name}: ${row.deadLetters} of ${row.records} clean records were dead-lettered`);
         reps.push(row);
       }

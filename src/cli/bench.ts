@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
 import { brokersFromEnv } from '../config/schema.ts';
 import { benchBackend } from '../bench/backend.ts';
 import { backendInfo, tfVersion } from '../backend/tf.ts';
@@ -16,7 +17,8 @@ import { take } from '../data/dataset.ts';
 import { buildSamples } from '../sample/produceSample.ts';
 import { commandLine, jsonOption } from './options.ts';
 import { benchPng } from '../bench/png.ts';
-import { benchPipeline, readRecordsFile, writeRecordsFile } from '../bench/pipeline.ts';
+import { benchPipeline, colourJpegRecords, readRecordsFile, writeRecordsFile } from '../bench/pipeline.ts';
+import { resolveWorkers } from '../consumer/imagePool.ts';
 import { getBackendInfo } from '../backend/tf.ts';
 import { benchGuardDatasets, parseGuardDatasetSet } from '../bench/guardDatasets.ts';
 
@@ -33,6 +35,9 @@ interface SuiteOpts {
   models?: string;
   set?: string[];
   repeat?: string;
+  workers?: string;
+  images?: string;
+  rounds?: string;
 }
 
 /** Timing per measured point; VQGUARD_BENCH_MIN_MS shortens or lengthens it (the GPU check sets it). */
@@ -70,10 +75,22 @@ async function modelSuite(o: SuiteOpts) {
   else process.stdout.write(formatTable(['pipeline', 'mode', 'batch', 'images/s', 'ms/batch', 'GFLOP/img', 'GFLOP/s'], rows.map((r) => [r.pipeline, r.mode, r.batch, r.imagesPerSec, r.msPerBatch, r.gflopPerImage, r.gflops])) + `\nwritten to ${out}\n`);
 }
 
+/** `--workers 0,1,auto`: each setting and the threads it means on this machine. */
+function workersList(s: string | undefined): { setting: string; threads: number }[] {
+  return (s ?? '0').split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
+    if (x === 'auto') return { setting: x, threads: resolveWorkers('auto') };
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 0 || n > 256) throw new Error(`--workers: "${x}" is not auto or a thread count 0..256`);
+    return { setting: x, threads: n };
+  });
+}
+
 /** `bench pipeline`: the in-memory stream (Avro records in, records out, no broker) against model-only. */
 async function pipelineSuite(o: SuiteOpts) {
   const say = (s: string) => process.stderr.write(`bench: ${s}\n`);
   const models = o.models ?? 'models/mnist';
+  const images = o.images ?? 'png28';
+  if (images !== 'png28' && !/^jpeg\d+$/.test(images)) throw new Error(`--images: expected png28 or jpeg<size> (e.g. jpeg224), got "${images}"`);
   let records: Buffer[];
   if (o.recordsFile) {
     records = readRecordsFile(o.recordsFile);
@@ -81,10 +98,16 @@ async function pipelineSuite(o: SuiteOpts) {
   }
   else {
     const n = Number(o.records ?? (o.quick ? 256 : 4096));
-    const reg = new ModelRegistry(models);
     const data = loadDataset('mnist');
-    say(`encoding ${n} records (PNG in Avro ImageRecord)`);
-    records = (await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' })).map((r) => r.value);
+    if (images === 'png28') {
+      const reg = new ModelRegistry(models);
+      say(`encoding ${n} records (PNG in Avro ImageRecord)`);
+      records = (await buildSamples(data.test, reg.classifier(), { count: n, adversarialRatio: 0, attack: 'fgsm', eps: 0, seed: 3, idPrefix: 'bench' })).map((r) => r.value);
+    } else {
+      const size = Number(images.slice(4));
+      say(`encoding ${n} records (${size}x${size} colour JPEG in Avro ImageRecord)`);
+      records = await colourJpegRecords(data.test, n, size);
+    }
   }
   if (o.saveRecords) {
     writeRecordsFile(o.saveRecords, records);
@@ -94,14 +117,27 @@ async function pipelineSuite(o: SuiteOpts) {
   const pipelines = o.pipeline?.length ? o.pipeline : ['full', 'split2>full'];
   const batches = listOf(o.batch, o.quick ? [32] : [64, 256]);
   const concurrency = Number(o.concurrency ?? 2);
+  const workers = workersList(o.workers);
   const timing = suiteTiming(o.quick);
   const rows = [];
-  for (const p of pipelines) for (const b of batches) rows.push(await benchPipeline(records, { models, pipeline: p, batch: b, concurrency, ...timing, log: say }));
-  const result = { command: commandLine(), machine: machineDescription(), backend: backendSummary(), rows, date: new Date().toISOString() };
-  const out = o.out ?? `reports/bench/pipeline-${getBackendInfo().kind}.json`;
+  for (const p of pipelines) for (const b of batches) rows.push(...(await benchPipeline(records, { models, pipeline: p, batch: b, concurrency, workers, rounds: Number(o.rounds ?? 1), ...timing, log: say })));
+  const avgBytes = records.reduce((n, r) => n + r.length, 0) / records.length;
+  const result = {
+    command: commandLine(), machine: machineDescription(), backend: backendSummary(),
+    images: o.recordsFile ? `records file ${o.recordsFile}` : images, recordBytesMean: avgBytes, workers, rows,
+    loadAverageAtEnd: loadavg(), date: new Date().toISOString(),
+  };
+  const out = o.out ?? (workers.length > 1 ? `reports/bench/pipeline-pool-${getBackendInfo().kind}.json` : `reports/bench/pipeline-${getBackendInfo().kind}.json`);
   write(out, result);
   if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
-  else process.stdout.write(formatTable(['pipeline', 'batch', 'in flight', 'records', 'stream img/s', 'model-only img/s', 'share', 'dead letters'], rows.map((r) => [r.pipeline, r.batch, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share, r.deadLetters])) + `\nwritten to ${out}\n`);
+  else {
+    process.stdout.write(
+      formatTable(
+        ['pipeline', 'batch', 'workers', 'in flight', 'records', 'stream img/s', 'model-only img/s', 'stream / model-only', 'main thread CPU ms/rec', 'process CPU ms/rec', 'dead letters'],
+        rows.map((r) => [r.pipeline, r.batch, `${r.workersSetting} (${r.workers})`, r.concurrency, r.records, r.streamImagesPerSec, r.modelOnlyImagesPerSec, r.share, r.mainThreadCpuMsPerRecord ?? '-', r.cpuMsPerRecord, r.deadLetters]),
+      ) + `\nimages: ${result.images}, ${avgBytes.toFixed(0)} bytes per record on average; load average at the end ${result.loadAverageAtEnd.map((x) => x.toFixed(1)).join(' ')}\nwritten to ${out}\n`,
+    );
+  }
 }
 
 /** `bench guard-datasets`: guard images/s per dataset and classifier format, through the guard's per-batch code. */
@@ -276,6 +312,9 @@ export function registerBench(program: Command): void {
     .option('--records-file <file>', 'pipeline suite: read encoded records from this file instead')
     .option('--save-records <file>', 'pipeline suite: only write the encoded records to this file')
     .option('--concurrency <n>', 'pipeline suite: batches in flight (default 2)')
+    .option('--workers <list>', 'pipeline suite: image worker threads per run, comma-separated: 0 (main thread), a count, auto (default 0)')
+    .option('--rounds <n>', 'pipeline suite: runs per workers setting, order rotated; rows hold the medians (default 1)')
+    .option('--images <kind>', 'pipeline suite: png28 (MNIST digits, 28x28 grey PNG; default) or jpeg<size> (the digits upscaled to size x size, colour JPEG, e.g. jpeg224)')
     .option('--models <dir>', 'model/pipeline suites: model set (default models/mnist)')
     .option('--repeat <n>', 'guard-datasets suite: measurements per set (medians reported; default 3, 1 with --quick)')
     .option('--set <spec...>', 'guard-datasets suite: name=<model set>@<dataset spec>[@<classifier declaration>] (default mnist=models/mnist@mnist)')

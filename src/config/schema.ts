@@ -385,6 +385,11 @@ export const configSchema = z
     alerts: z.object({ topic: topicName.default('vqguard.alerts'), webhook: webhookSchema.optional() }).strict().default({}),
     topics: z.array(topicSchema).min(1, 'at least one topic is required'),
     backend: z.enum(['auto', 'cpu', 'cuda', 'webgpu']).default('auto'),
+    /**
+     * Worker threads for image decode and encode (src/consumer/imagePool.ts): 0 = on the main
+     * thread; auto = one per core but one when there are at least 4 cores, else 0.
+     */
+    workers: z.union([z.literal('auto'), z.number().int().min(0).max(256)]).default('auto'),
   })
   .strict();
 

@@ -18,6 +18,7 @@ import type { GuardConfig } from '../config/schema.ts';
 import { AlertWebhook } from '../ops/webhook.ts';
 import { registerAvailableCodecs, useCompression } from '../kafka/codecs.ts';
 import { ConfigError } from '../config/schema.ts';
+import { ImagePool, resolveWorkers } from './imagePool.ts';
 
 export interface GuardOptions {
   baseDir?: string;
@@ -83,6 +84,8 @@ export class Guard {
   readonly kafka: Kafka;
   readonly runtimes: TopicRuntime[];
   readonly runner: Runner;
+  /** Worker threads for image decode/encode (config `workers`); null: the main thread. */
+  readonly imagePool: ImagePool | null;
   private readonly registries = new Map<string, ModelRegistry>();
   private ops: OpsServer | null = null;
   private webhook: AlertWebhook | null = null;
@@ -104,6 +107,19 @@ export class Guard {
     if (secrets.sasl) kcfg.sasl = secrets.sasl as KafkaJsConfig['sasl'];
     this.kafka = new Kafka(kcfg);
     this.runtimes = config.topics.map((t) => buildTopicRuntime(t, (dir) => this.registry(dir), baseDir));
+    const threads = resolveWorkers(config.workers);
+    this.imagePool = threads > 0
+      ? new ImagePool({
+          threads,
+          onEvent: (e) => {
+            if (e.event === 'recreate') return this.log.warn({ generation: e.generation }, e.message);
+            if (e.event === 'crash') this.metrics.imageWorkerFailures.inc();
+            this.log.error({ generation: e.generation, error: e.message }, `image worker ${e.event}`);
+          },
+        })
+      : null;
+    for (const rt of this.runtimes) rt.pool = this.imagePool;
+    this.metrics.imageWorkers.set(threads);
     if (config.alerts.webhook) this.webhook = new AlertWebhook(config.alerts.webhook, this.log, this.metrics);
     let compression;
     try {
@@ -161,6 +177,8 @@ export class Guard {
 
   /** Runs each topic's detector once on a zero batch so the first real batch is not slow. */
   async warmUp(): Promise<void> {
+    // The image workers start (a missing worker file or loader fails here, not on the first record).
+    await this.imagePool?.check();
     for (const r of this.registries.values()) await r.prepare(); // external classifiers (TF.js, SavedModel, ONNX) load here
     for (const rt of this.runtimes) {
       const { width: w, height: h } = rt.settings.image;
@@ -209,7 +227,7 @@ export class Guard {
   }
 
   async start(): Promise<void> {
-    this.log.info({ config: redactConfig(this.config), backend: backendInfo.packageName, tf: tfVersion() }, 'starting vqguard');
+    this.log.info({ config: redactConfig(this.config), backend: backendInfo.packageName, tf: tfVersion(), imageWorkers: this.imagePool?.threads ?? 0 }, 'starting vqguard');
     await this.warmUp();
     const port = this.opts.httpPort ?? this.config.http.port;
     this.ops = await startOpsServer(
@@ -238,6 +256,7 @@ export class Guard {
     await this.runner.stop();
     await this.webhook?.drain(2000);
     await this.ops?.close();
+    await this.imagePool?.close();
     for (const r of this.registries.values()) r.dispose();
     this.log.info('vqguard stopped');
   }

@@ -22,6 +22,7 @@ import { decodeImage, encodeImage, mimeType, type OutputImageFormat } from '../i
 import { encodeAlert, encodeDeadLetter, encodeGuardedImage, type Alert, type DeadLetterInput } from '../records/avro.ts';
 import { cleanDetail, type ReasonCode } from '../records/reasons.ts';
 import { FRAME_BYTES, frameValue, type OutputSchemaIds } from '../records/registry.ts';
+import type { PoolDecodeResult } from './imagePool.ts';
 import type { TopicRuntime } from './topicRuntime.ts';
 import type { GuardInput } from '../records/input.ts';
 import type { Verdict } from '../detect/detector.ts';
@@ -153,7 +154,7 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   const schemaIds = rt.registry ? await rt.registry.outputIds() : undefined;
   const writers = rt.registry && s.format !== 'raw' ? await rt.registry.writers(messages.map((m) => m.value)) : [];
 
-  // 1. Decode: parse, then decode the images (sharp runs on its own thread pool: in parallel).
+  // 1. Decode: parse, then decode the images (on the image pool's workers when the topic has one).
   const parsedAll = messages.map((m, i) => {
     try {
       const w = writers[i];
@@ -166,18 +167,35 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   });
   lap('parse');
   const good: Decoded[] = [];
-  await Promise.all(
-    parsedAll.map(async ({ m, parsed }) => {
-      if (!parsed.ok) return dead(m, fallbackId(m), parsed.reason, parsed.detail);
-      try {
-        const img = await decodeImage(parsed.input.bytes, s.image);
-        if (!img.ok) return dead(m, parsed.input.id, img.reason, img.detail);
-        good.push({ m, input: parsed.input, pixels: img.pixels, format: img.format, originalSize: sizeHeader(img.sourceWidth, img.sourceHeight, img.sourceChannels) });
-      } catch (e) {
-        dead(m, parsed.input.id, 'corrupt_image', `decoding failed: ${errText(e)}`);
-      }
-    }),
-  );
+  const toDecode: { m: InMessage; input: GuardInput }[] = [];
+  for (const { m, parsed } of parsedAll) {
+    if (!parsed.ok) dead(m, fallbackId(m), parsed.reason, parsed.detail);
+    else toDecode.push({ m, input: parsed.input });
+  }
+  const decoded = (d: { m: InMessage; input: GuardInput }, img: PoolDecodeResult) => {
+    if (img.ok === true) good.push({ m: d.m, input: d.input, pixels: img.pixels, format: img.format, originalSize: sizeHeader(img.sourceWidth, img.sourceHeight, img.sourceChannels) });
+    else if (img.ok === false) dead(d.m, d.input.id, img.reason, img.detail);
+    else if (img.ok === 'thrown') dead(d.m, d.input.id, 'corrupt_image', `decoding failed: ${cleanDetail(img.message, 200)}`);
+    else dead(d.m, d.input.id, 'processing_error', `the image worker failed while decoding this record: ${cleanDetail(img.message, 200)}`);
+  };
+  if (rt.pool) {
+    // Worker threads (src/consumer/imagePool.ts): same functions, same results, in order.
+    const res = await rt.pool.decode(toDecode.map((d) => d.input.bytes), s.image);
+    toDecode.forEach((d, i) => decoded(d, res[i]!));
+  } else {
+    // Main thread (sharp runs on its own thread pool: in parallel).
+    await Promise.all(
+      toDecode.map(async (d) => {
+        let img: PoolDecodeResult;
+        try {
+          img = await decodeImage(d.input.bytes, s.image);
+        } catch (e) {
+          img = { ok: 'thrown', message: e instanceof Error ? e.message : String(e) };
+        }
+        decoded(d, img);
+      }),
+    );
+  }
   good.sort((a, b) => messages.indexOf(a.m) - messages.indexOf(b.m));
   lap('decode');
 
@@ -211,46 +229,79 @@ export async function processChunk(rt: TopicRuntime, topic: string, partition: n
   const pipeline = s.pipelines.join('+');
   if (raw) {
     const purified = raw.purified;
-    await Promise.all(
-      good.map(async (g, i) => {
-        const v = verdicts[i]!;
-        let alert: Alert | undefined;
-        try {
-          if (!Object.values(v.scores).every(Number.isFinite)) return dead(g.m, g.input.id, 'nan_input', 'a detection score is not finite');
-          if (v.flagged) {
-            alert = {
-              id: g.input.id, topic, partition, offset: g.m.offset, pipeline, score: v.score, scores: v.scores,
-              labelBefore: v.labelBefore, labelAfter: v.labelAfter, reason: `combined score ${v.score.toFixed(4)} > ${v.threshold.toFixed(4)}`,
-              attributes: g.input.attributes ?? {}, at: clock(),
-            };
-            if (s.action === 'quarantine') return dead(g.m, g.input.id, 'quarantined', alert.reason, alert);
-          }
-          const forwardOriginal = s.action === 'forward-original';
-          const outFormat: OutputImageFormat = s.image.outputFormat === 'input' && g.format !== 'svg' ? g.format : 'png';
-          const image = forwardOriginal ? g.input.bytes : await steps.encodeImage(purified.subarray(i * size, (i + 1) * size), w, h, c as 1 | 3, outFormat, g.input.id);
-          const value = steps.encodeGuardedImage({
-            id: g.input.id,
-            contentType: forwardOriginal ? g.input.contentType : mimeType(outFormat),
-            image, width: w, height: h,
-            verdict: {
-              flagged: v.flagged, score: v.score, scores: v.scores, labelBefore: v.labelBefore, labelAfter: v.labelAfter,
-              confidenceBefore: v.confidenceBefore, confidenceAfter: v.confidenceAfter, threshold: v.threshold,
-            },
-            pipeline, modelVersions: rt.modelVersions, action: s.action,
-            source: { topic, partition, offset: g.m.offset },
-            label: g.input.label ?? null, attributes: g.input.attributes ?? {},
-            producedAt: g.input.producedAt ?? Number(g.m.timestamp), guardedAt: clock(),
-          });
-          outcomes.set(g.m, {
-            kind: 'output', m: g.m, id: g.input.id, value, alert,
-            headers: { ...verdictHeaders(v, v.flagged), 'vqguard-original-size': g.originalSize, 'vqguard-model-size': modelSize },
-            flagged: v.flagged, label: g.input.label ?? null, verdict: v,
-          });
-        } catch (e) {
-          dead(g.m, g.input.id, 'encode_error', `encoding the output failed: ${errText(e)}`, alert);
+    // a. Verdict, alert, quarantine; which records need their cleaned image encoded.
+    type Pending = { g: Decoded; i: number; v: Verdict; alert?: Alert; forwardOriginal: boolean; outFormat: OutputImageFormat; image?: Buffer; failure?: string };
+    const pending: Pending[] = [];
+    good.forEach((g, i) => {
+      const v = verdicts[i]!;
+      let alert: Alert | undefined;
+      try {
+        if (!Object.values(v.scores).every(Number.isFinite)) return dead(g.m, g.input.id, 'nan_input', 'a detection score is not finite');
+        if (v.flagged) {
+          alert = {
+            id: g.input.id, topic, partition, offset: g.m.offset, pipeline, score: v.score, scores: v.scores,
+            labelBefore: v.labelBefore, labelAfter: v.labelAfter, reason: `combined score ${v.score.toFixed(4)} > ${v.threshold.toFixed(4)}`,
+            attributes: g.input.attributes ?? {}, at: clock(),
+          };
+          if (s.action === 'quarantine') return dead(g.m, g.input.id, 'quarantined', alert.reason, alert);
         }
-      }),
-    );
+        const outFormat: OutputImageFormat = s.image.outputFormat === 'input' && g.format !== 'svg' ? g.format : 'png';
+        pending.push({ g, i, v, alert, forwardOriginal: s.action === 'forward-original', outFormat });
+      } catch (e) {
+        dead(g.m, g.input.id, 'encode_error', `encoding the output failed: ${errText(e)}`, alert);
+      }
+    });
+    // b. Cleaned images: on the image pool's workers, or here (also when a test replaces the encoder).
+    const toEncode = pending.filter((p) => !p.forwardOriginal);
+    const pixelsOf = (p: Pending) => purified.subarray(p.i * size, (p.i + 1) * size);
+    if (rt.pool && !opts.steps?.encodeImage) {
+      const res = await rt.pool.encode(toEncode.map((p) => ({ pixels: pixelsOf(p), width: w, height: h, channels: c as 1 | 3, format: p.outFormat })));
+      toEncode.forEach((p, k) => {
+        const r = res[k]!;
+        if (r.ok === true) p.image = r.bytes;
+        else if (r.ok === 'thrown') p.failure = `encoding the output failed: ${cleanDetail(r.message, 200)}`;
+        else p.failure = `the image worker failed while encoding this record: ${cleanDetail(r.message, 200)}`;
+      });
+    } else {
+      await Promise.all(
+        toEncode.map(async (p) => {
+          try {
+            p.image = await steps.encodeImage(pixelsOf(p), w, h, c as 1 | 3, p.outFormat, p.g.input.id);
+          } catch (e) {
+            p.failure = `encoding the output failed: ${errText(e)}`;
+          }
+        }),
+      );
+    }
+    // c. The GuardedImage record per record.
+    for (const { g, v, alert, forwardOriginal, outFormat, image, failure } of pending) {
+      try {
+        if (failure !== undefined) {
+          dead(g.m, g.input.id, 'encode_error', failure, alert);
+          continue;
+        }
+        const value = steps.encodeGuardedImage({
+          id: g.input.id,
+          contentType: forwardOriginal ? g.input.contentType : mimeType(outFormat),
+          image: forwardOriginal ? g.input.bytes : image!, width: w, height: h,
+          verdict: {
+            flagged: v.flagged, score: v.score, scores: v.scores, labelBefore: v.labelBefore, labelAfter: v.labelAfter,
+            confidenceBefore: v.confidenceBefore, confidenceAfter: v.confidenceAfter, threshold: v.threshold,
+          },
+          pipeline, modelVersions: rt.modelVersions, action: s.action,
+          source: { topic, partition, offset: g.m.offset },
+          label: g.input.label ?? null, attributes: g.input.attributes ?? {},
+          producedAt: g.input.producedAt ?? Number(g.m.timestamp), guardedAt: clock(),
+        });
+        outcomes.set(g.m, {
+          kind: 'output', m: g.m, id: g.input.id, value, alert,
+          headers: { ...verdictHeaders(v, v.flagged), 'vqguard-original-size': g.originalSize, 'vqguard-model-size': modelSize },
+          flagged: v.flagged, label: g.input.label ?? null, verdict: v,
+        });
+      } catch (e) {
+        dead(g.m, g.input.id, 'encode_error', `encoding the output failed: ${errText(e)}`, alert);
+      }
+    }
   }
   lap('encode');
   const ordered = messages.map((m) => outcomes.get(m)!);

@@ -10,6 +10,7 @@ import { defaultCalibrationPath, loadCalibration, type Calibration } from '../de
 
 import type { TopicConfig } from '../config/schema.ts';
 import { schemaRegistryClient, TopicSchemaRegistry } from '../records/registry.ts';
+import type { ImagePool } from './imagePool.ts';
 
 export type TopicSettings = TopicConfig;
 
@@ -22,6 +23,8 @@ export interface TopicRuntime {
   channels: number;
   /** Set when the topic has `schemaRegistry`: framed Avro in and out (src/records/registry.ts). */
   registry?: TopicSchemaRegistry;
+  /** Worker threads for image decode and encode; absent or null: the main thread. Shared by the guard's topics. */
+  pool?: ImagePool | null;
 }
 
 export function buildTopicRuntime(s: TopicSettings, registries: (dir: string) => ModelRegistry, baseDir = process.cwd()): TopicRuntime {

@@ -28,6 +28,8 @@ export class GuardMetrics {
   readonly consumerUp: client.Gauge;
   readonly retries: client.Counter<'topic'>;
   readonly topicMaxMessageBytes: client.Gauge<'topic'>;
+  readonly imageWorkers: client.Gauge;
+  readonly imageWorkerFailures: client.Counter;
 
   constructor(collectDefaults = true) {
     const r = [this.registry];
@@ -78,6 +80,11 @@ export class GuardMetrics {
     this.consumerUp = new client.Gauge({ name: 'vqguard_consumer_up', help: '0 while the consumer is dead (crashed, not yet recreated); /healthz fails meanwhile', registers: r });
     this.consumerUp.set(1);
     this.retries = new client.Counter({ name: 'vqguard_processing_retries_total', help: 'Micro-batches or records whose processing failed and was tried again', labelNames: ['topic'], registers: r });
+    this.imageWorkers = new client.Gauge({ name: 'vqguard_image_workers', help: 'Worker threads decoding and encoding images (config workers; 0 = the main thread)', registers: r });
+    this.imageWorkerFailures = new client.Counter({
+      name: 'vqguard_image_worker_failures_total', help: 'Image worker tasks that failed (worker crashed, ended or past its time limit); the pool is recreated and the records retried',
+      registers: r,
+    });
     this.topicMaxMessageBytes = new client.Gauge({ name: 'vqguard_topic_max_message_bytes', help: "Topics' max.message.bytes as read from the broker", labelNames: ['topic'], registers: r });
   }
 
