@@ -82,6 +82,19 @@ describe('vqguard fit', { timeout: 600_000 }, () => {
     assert.equal(guard.topics[0].image.resize, 'reject');
   });
 
+  test('vqguard eval on the fitted set: the ONNX classifier judges, the surrogate attacks (said), clean accuracy equals fit\'s', () => {
+    const r = spawnSync(process.execPath, ['bin/vqguard.mjs', 'eval', '--models', out, '--dataset', dataset, '--samples', '20', '--eps', '0,0.1', '--attack', 'fgsm', '--pipelines', 'split2>full', '--json'], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { threat: string; classifier: string; rows: { pipeline: string; eps: number; accuracy: number }[] };
+    assert.match(res.threat, /^transfer attack from a surrogate/);
+    assert.match(res.classifier, /^onnx:/);
+    const clean = res.rows.find((x) => x.pipeline === 'undefended' && x.eps === 0)!;
+    const cleanP = res.rows.find((x) => x.pipeline === 'split2>full' && x.eps === 0)!;
+    // Same 20 test images as fit's evaluation (same data seed and split): the same clean accuracies.
+    assert.equal(clean.accuracy, result.cleanAccuracy);
+    assert.equal(cleanP.accuracy, result.cleanAccuracyPurified);
+  });
+
   test('a TF.js Layers classifier has gradients: white-box, no surrogate', async () => {
     const r = await fit(options(dataset, TFJS, join(root, 'models-tfjs')));
     assert.ok(r.threat.startsWith('white-box'), r.threat);
