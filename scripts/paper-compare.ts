@@ -11,6 +11,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lineChart, writeChart } from '../src/report/plot.ts';
+import { writeRobustnessReport } from '../src/eval/report.ts';
 import { markdownTable } from '../src/report/table.ts';
 
 const root = process.argv[2] ?? 'reports/paper';
@@ -57,6 +58,9 @@ async function figure(name: string, title: string): Promise<void> {
     parts.push(`## ${title}`, '', `(missing: ${!a ? join(root, `${name}.json`) : ''} ${!b ? join(out, `${name}.json`) : ''})`, '');
     return;
   }
+  // Redraw the 24x24 report's own plot with the current chart code (same JSON and Markdown).
+  const head = readFileSync(join(out, `${name}.md`), 'utf8').split('\n')[0]!.replace(/^# /, '');
+  await writeRobustnessReport(out, name, b as Parameters<typeof writeRobustnessReport>[2], head, { paperAxis: true });
   const pipes = [...new Set(b.rows.map((r) => r.pipeline))];
   const eps = [...new Set(b.rows.map((r) => r.eps))].sort((x, y) => x - y);
   const rows: string[][] = [];
@@ -100,6 +104,16 @@ function sweepTable(split: 1 | 2): void {
   parts.push(markdownTable(['K', 'source', ...eps.map((e) => `eps ${paperLabel(e)}`)], rows), '');
   parts.push('(28x28 sweeps were run at epsilon 0, 0.05, 0.1, 0.2, 0.3 only: "-" where the paper\'s columns fall between.)', '');
 }
+
+// The 24x24 models are not tracked (size budget): keep what re-makes and identifies them.
+const models24 = process.argv[3] ?? 'models/mnist24';
+const bundles = ['classifier', 'purifier-split1', 'purifier-split2'].flatMap((b) => {
+  const m = read<{ dataset: unknown; training: { command: string; seed: number; epochs: number; trainSeconds: number }; metrics: unknown; weightsSha256: string; config: unknown }>(join(models24, b, 'model.json'));
+  return m ? [{ bundle: b, dataset: m.dataset, command: m.training.command, seed: m.training.seed, epochs: m.training.epochs, trainSeconds: m.training.trainSeconds, metrics: m.metrics, weightsSha256: m.weightsSha256, config: m.config }] : [];
+});
+if (bundles.length) writeFileSync(join(out, 'models.json'), JSON.stringify({ folder: models24, bundles }, null, 1) + '\n');
+parts.push('## Models (24x24)', '', `In \`${models24}\` (not tracked; re-made by these commands, seeds as given; hashes in models.json):`, '');
+parts.push(markdownTable(['bundle', 'command', 'train s', 'metrics'], bundles.map((b) => [b.bundle, `\`${b.command}\``, Math.round(b.trainSeconds), JSON.stringify(b.metrics).replace(/"/g, '').replace(/,/g, ', ')])), '');
 
 await figure('fig3-fgsm', 'Fig. 3: accuracy under FGSM, epsilon 0..0.3');
 await figure('fig4-fgsm-small', 'Fig. 4: accuracy under FGSM, epsilon 0..0.08');

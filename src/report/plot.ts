@@ -98,7 +98,9 @@ export function lineChart(opts: LineChartOptions): Promise<Chart> {
     encoding: {
       x: {
         field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false },
-        ...(opts.xSecondaryFactor ? { axis: { labelExpr: secondaryLabelExpr(opts.xSecondaryFactor), labelAngle: -35 } } : {}),
+        ...(opts.xSecondaryFactor
+          ? { axis: { values: [...new Set(values.map((v) => v.x))].sort((a, b) => a - b), labelExpr: secondaryLabelExpr(opts.xSecondaryFactor), labelAngle: -35 } }
+          : {}),
       },
       y: {
         field: 'y',
