@@ -11,7 +11,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lineChart, writeChart } from '../src/report/plot.ts';
-import { writeRobustnessReport } from '../src/eval/report.ts';
+import { accuracyDomain, writeRobustnessReport } from '../src/eval/report.ts';
 import { markdownTable } from '../src/report/table.ts';
 
 const root = process.argv[2] ?? 'reports/paper';
@@ -78,7 +78,7 @@ async function figure(name: string, title: string): Promise<void> {
   writeChart(join(out, `${name.split('-')[0]}-compare`), await lineChart({
     title: `${title}: 24x24 (paper setting) vs 28x28`,
     xTitle: "pixel epsilon; in brackets the paper's label (x 10)",
-    yTitle: 'accuracy', yDomain: [0, 1], width: 560, xSecondaryFactor: 10, series,
+    yTitle: 'accuracy', yDomain: accuracyDomain(series.flatMap((q) => q.points.map((p) => p.y))), width: 560, xSecondaryFactor: 10, series,
   }));
   parts.push(`Plot: \`${name.split('-')[0]}-compare.png\`.`, '');
 }

@@ -99,7 +99,7 @@ export function lineChart(opts: LineChartOptions): Promise<Chart> {
       x: {
         field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false },
         ...(opts.xSecondaryFactor
-          ? { axis: { values: [...new Set(values.map((v) => v.x))].sort((a, b) => a - b), labelExpr: secondaryLabelExpr(opts.xSecondaryFactor), labelAngle: -35 } }
+          ? { axis: { values: [...new Set(values.map((v) => v.x))].sort((a, b) => a - b), labelExpr: secondaryLabelExpr(opts.xSecondaryFactor), labelAngle: -35, labelOverlap: false } }
           : {}),
       },
       y: {
