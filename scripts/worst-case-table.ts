@@ -37,9 +37,12 @@ const order = ['undefended', 'adv-trained classifier (no purifier)', 'full', 'sp
 const names = [...new Set([...best.values()].map((c) => c.pipeline))].sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
 const rows = names.map((p) => {
   const cells = EPS.map((e) => best.get(`${p}@${e}`));
-  const any = cells.find(Boolean)!;
   const clean = best.get(`${p}@0`);
-  const budget = `${any.images} x ${any.steps} x ${any.restarts}${any.eot > 1 ? ` x EOT ${any.eot}` : ''}, ${Object.keys(any.brokenBy).join('+')}`;
+  // One budget per row, or each budget with the epsilons it applies to when the runs differ.
+  const budgetOf = (c: Cell) => `${c.images} x ${c.steps} x ${c.restarts}${c.eot > 1 ? ` x EOT ${c.eot}` : ''}, ${Object.keys(c.brokenBy).join('+')}`;
+  const budgets = new Map<string, number[]>();
+  EPS.forEach((e, i) => { const c = cells[i]; if (c) budgets.set(budgetOf(c), [...(budgets.get(budgetOf(c)) ?? []), e]); });
+  const budget = budgets.size === 1 ? [...budgets.keys()][0]! : [...budgets].map(([b, es]) => `${b} (eps ${es.join(', ')})`).join('; ');
   return [
     p,
     budget,
