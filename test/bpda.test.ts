@@ -105,6 +105,22 @@ describe('stochastic quantisation (full-T<t>) and bits1>full under BPDA', { time
     }
   });
 
+  test('worst case --paths: only the named attack paths run (a budget cut), an empty choice is an error', async () => {
+    const { worstCaseCell } = await import('../src/eval/worstCase.ts');
+    const reg = new ModelRegistry(MODELS);
+    try {
+      const set = take(loadDataset('mnist', { seed: 1234 }).test, 3);
+      const cell = worstCaseCell(reg.classifier(), reg.pipeline('bits1>full'), null, set, 0.3, { steps: 3, restarts: 1, paths: ['bpda'] });
+      assert.deepEqual(Object.keys(cell.brokenBy), ['bpda']);
+      assert.ok(cell.gradientSteps <= 3 * 3);
+      const all = worstCaseCell(reg.classifier(), reg.pipeline('bits1'), null, set, 0.3, { steps: 1, restarts: 1 });
+      assert.deepEqual(Object.keys(all.brokenBy), ['bpda', 'bpda-identity', 'pgd']);
+      assert.throws(() => worstCaseCell(reg.classifier(), reg.pipeline('bits1'), null, set, 0.3, { steps: 1, restarts: 1, paths: ['nope'] }), /no attack path left/);
+    } finally {
+      reg.dispose();
+    }
+  });
+
   test('a random defence counts as broken only when most of the eot draws misclassify', () => {
     // Toy random classifier: wrong (class 1) with probability p, whatever the input.
     const coin = (p: number): LogitsFn => (x) => tf.tidy(() => {
