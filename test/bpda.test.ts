@@ -73,6 +73,70 @@ describe('BPDA: every registered stage passes a gradient', { timeout: 120_000 },
   });
 });
 
+describe('stochastic quantisation (full-T<t>) and bits1>full under BPDA', { timeout: 120_000 }, () => {
+  test('full-T0.03 is random, declares it, and passes a non-zero straight-through gradient; bits1>full too', () => {
+    const reg = new ModelRegistry(MODELS);
+    try {
+      const set = take(loadDataset('mnist', { seed: 1234 }).test, 4);
+      const x = tf.tensor4d(set.images, [4, 28, 28, 1]) as Tensor4D;
+      const weights = tf.randomNormal([4, 28, 28, 1], 0, 1, 'float32', 3);
+      const sampled = reg.pipeline('full-T0.03');
+      assert.equal(sampled.stages[0]!.random, true);
+      assert.equal(sampled.stages[0]!.bpda, 'straight-through');
+      assert.equal(reg.pipeline('full').stages[0]!.random, undefined, 'the nearest-code stage stays deterministic');
+      const a = sampled.apply(x), b = sampled.apply(x);
+      const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+      assert.ok(diff > 1e-3, `two draws differ (max |a-b| = ${diff})`);
+      // A tiny temperature is the nearest code.
+      const cold = reg.pipeline('full-T0.000001').apply(x), near = reg.pipeline('full').apply(x);
+      const coldDiff = tf.tidy(() => tf.max(tf.abs(tf.sub(cold, near))).dataSync()[0]!);
+      assert.ok(coldDiff < 1e-4, `T -> 0 equals nearest-code quantisation (max diff ${coldDiff})`);
+      for (const spec of ['full-T0.03', 'bits1>full', 'bits1>full-T0.03']) {
+        const p = reg.pipeline(spec);
+        const g = tf.tidy(() => tf.grad((xi) => tf.sum(tf.mul(p.apply(xi as Tensor4D), weights)))(x));
+        const norm = tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]!);
+        g.dispose();
+        assert.ok(norm > 1e-3, `${spec}: input gradient ${norm}, expected non-zero`);
+      }
+      assert.throws(() => reg.pipeline('full-T0'), /full-T/);
+      tf.dispose([x, weights, a, b, cold, near]);
+    } finally {
+      reg.dispose();
+    }
+  });
+
+  test('worst case --paths: only the named attack paths run (a budget cut), an empty choice is an error', async () => {
+    const { worstCaseCell } = await import('../src/eval/worstCase.ts');
+    const reg = new ModelRegistry(MODELS);
+    try {
+      const set = take(loadDataset('mnist', { seed: 1234 }).test, 3);
+      const cell = worstCaseCell(reg.classifier(), reg.pipeline('bits1>full'), null, set, 0.3, { steps: 3, restarts: 1, paths: ['bpda'] });
+      assert.deepEqual(Object.keys(cell.brokenBy), ['bpda']);
+      assert.ok(cell.gradientSteps <= 3 * 3);
+      const all = worstCaseCell(reg.classifier(), reg.pipeline('bits1'), null, set, 0.3, { steps: 1, restarts: 1 });
+      assert.deepEqual(Object.keys(all.brokenBy), ['bpda', 'bpda-identity', 'pgd']);
+      assert.throws(() => worstCaseCell(reg.classifier(), reg.pipeline('bits1'), null, set, 0.3, { steps: 1, restarts: 1, paths: ['nope'] }), /no attack path left/);
+    } finally {
+      reg.dispose();
+    }
+  });
+
+  test('a random defence counts as broken only when most of the eot draws misclassify', () => {
+    // Toy random classifier: wrong (class 1) with probability p, whatever the input.
+    const coin = (p: number): LogitsFn => (x) => tf.tidy(() => {
+      const u = tf.randomUniform([x.shape[0]], 0, 1);
+      const wrong = tf.add(tf.cast(tf.less(u, p), 'float32'), tf.mul(tf.mean(x, [1, 2, 3]), 0)); // x enters with zero weight
+      return tf.stack([tf.sub(1, wrong), wrong], 1) as Tensor2D;
+    });
+    const x = tf.fill([3, 4, 4, 1], 0.5) as Tensor4D;
+    const rare = strongPgd({ name: 'rare', grad: coin(0.1), random: true }, x, new Int32Array(3), { eps: 0.1, steps: 5, restarts: 1, eot: 20 });
+    assert.deepEqual(Array.from(rare.success), [0, 0, 0], 'one wrong draw in ten is not a break');
+    const often = strongPgd({ name: 'often', grad: coin(0.9), random: true }, x, new Int32Array(3), { eps: 0.1, steps: 5, restarts: 1, eot: 20 });
+    assert.deepEqual(Array.from(often.success), [1, 1, 1]);
+    x.dispose();
+  });
+});
+
 describe('strong PGD: restarts, any-step success, worst case, EOT', { timeout: 120_000 }, () => {
   // Toy two-class model on the image mean s: class 1 wins when s > 0.55 (label 0 is correct).
   const toy: LogitsFn = (x) => tf.tidy(() => {

@@ -220,3 +220,37 @@ test('limitTrain keeps the first n training images and leaves validation/test al
   assert.throws(() => limitTrain(d, 0), /positive integer/);
   assert.throws(() => limitTrain(d, 2.5), /positive integer/);
 });
+
+test('mnist?size=24 (the paper setting): same split and labels, 24x24, mass kept, bad specs named', async () => {
+  const { resizeImageSet } = await import('../src/data/resize.ts');
+  const base = loadMnistNpm();
+  const d = loadDataset('mnist?size=24');
+  assert.equal(d.name, 'mnist?size=24');
+  assert.deepEqual([d.train.n, d.validation.n, d.test.n], [7000, 1000, 2000]);
+  for (const [s, b] of [[d.train, base.train], [d.validation, base.validation], [d.test, base.test]] as const) {
+    assert.deepEqual([s.height, s.width, s.channels], [24, 24, 1]);
+    assert.equal(s.images.length, s.n * 576);
+    assert.deepEqual(s.labels, b.labels);
+    const r = pixelRange(s);
+    assert.ok(r.min >= 0 && r.max <= 1 && r.max > 0.9, `range ${r.min}..${r.max}`);
+  }
+  // Averaging filter: ink per image scales with the area (24/28)^2, within 3%.
+  for (const i of [0, 1, 500]) {
+    const a = imageAt(base.test, i).reduce((s, v) => s + v, 0);
+    const b = imageAt(d.test, i).reduce((s, v) => s + v, 0);
+    assert.ok(Math.abs(b / a - (24 / 28) ** 2) < 0.03 * (24 / 28) ** 2, `ink ${a} -> ${b}`);
+  }
+  // A constant image stays constant; a left-half image keeps a left-dark / right-light edge.
+  const img: ImageSet = { images: new Float32Array(28 * 28).fill(0.4), labels: Int32Array.of(3), n: 1, height: 28, width: 28, channels: 1 };
+  assert.ok(resizeImageSet(img, 24, 24).images.every((v) => Math.abs(v - 0.4) < 1e-6));
+  const half = new Float32Array(28 * 28);
+  for (let y = 0; y < 28; y++) for (let x = 0; x < 14; x++) half[y * 28 + x] = 1;
+  const h = resizeImageSet({ ...img, images: half }, 24, 24).images;
+  assert.equal(h[5 * 24 + 0], 1);
+  assert.equal(h[5 * 24 + 23], 0);
+  assert.ok(Math.abs(h[5 * 24 + 11]! + h[5 * 24 + 12]! - 1) < 1e-6, 'the edge is symmetric');
+  assert.equal(loadDataset('mnist?size=28').name, 'mnist');
+  assert.throws(() => loadDataset('mnist?size=abc'), /size must be an integer/);
+  assert.throws(() => loadDataset('mnist?size=2'), /size must be an integer/);
+  assert.throws(() => loadDataset('mnist?width=24'), /unknown option 'width'/);
+});

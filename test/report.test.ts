@@ -53,6 +53,10 @@ test('rocChart renders with AUCs in the legend; writeChart writes .svg and .png'
   ]);
   assert.ok(chart.svg.includes('recon (AUC 0.913)'));
   assert.ok(chart.svg.includes('random (AUC 0.500)'));
+  // Log-scale FPR axis with the 1% operating point marked and readable tick labels.
+  assert.ok(chart.svg.includes('false positive rate (log scale)'));
+  assert.ok(chart.svg.includes('1% FPR'));
+  for (const tick of ['0.1%', '1%', '10%', '100%']) assert.ok(chart.svg.includes(`>${tick}<`), `tick ${tick}`);
   await assertRealPng(chart.png);
   const dir = mkdtempSync(join(tmpdir(), 'vqguard-plot-'));
   try {
@@ -62,6 +66,18 @@ test('rocChart renders with AUCs in the legend; writeChart writes .svg and .png'
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('rocCurve keeps every threshold below 5% FPR however many thresholds there are', async () => {
+  const { rocCurve } = await import('../src/eval/roc.ts');
+  const neg = Array.from({ length: 2000 }, (_, i) => i / 2000);
+  const pos = Array.from({ length: 2000 }, (_, i) => 0.5 + i / 2000);
+  const pts = rocCurve(neg, pos, 20);
+  const low = pts.filter((p) => p.fpr > 0 && p.fpr <= 0.05);
+  assert.ok(low.length >= 100, `${low.length} points with FPR in (0, 5%]`);
+  assert.ok(pts.length < 300, `coarse elsewhere: ${pts.length} points`);
+  assert.deepEqual(pts[0], { fpr: 0, tpr: 0 });
+  assert.deepEqual(pts.at(-1), { fpr: 1, tpr: 1 });
 });
 
 test('imageGrid has the expected pixel dimensions and content', async () => {

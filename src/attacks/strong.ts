@@ -9,8 +9,9 @@
  *     PGD; purifier-then-classifier with the stages' BPDA backward; or with the whole purifier's
  *     backward as the identity);
  *   - `judge`: the defended prediction (purify then classify) that decides success. When the
- *     gradient's own forward is the defended model (BPDA paths, deterministic), its logits
- *     judge the same point and no extra forward is run.
+ *     gradient's own forward is the defended model (BPDA paths), its logits judge the same
+ *     point and no extra forward is run. For a random defence the judge is the majority of
+ *     `eot` draws (the EOT samples themselves on BPDA paths).
  */
 import { tf } from '../backend/tf.ts';
 import type { Tensor, Tensor1D, Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
@@ -45,19 +46,28 @@ export interface StrongResult {
   gradientSteps: number;
 }
 
-function argmaxRows(logits: Tensor2D): Int32Array {
-  return tf.tidy(() => tf.argMax(logits, 1).dataSync() as Int32Array);
+/** Per row: 1 where the logits' argmax differs from the label. */
+function wrongRows(logits: Tensor2D, y: Tensor1D): Tensor1D {
+  return tf.tidy(() => tf.cast(tf.notEqual(tf.argMax(logits, 1), y), 'float32') as Tensor1D);
 }
 
-/** Loss gradient and (detached) logits at x, EOT-averaged over `samples` passes. */
-function gradAndLogits(f: LogitsFn, x: Tensor4D, y: Tensor1D, samples: number): { g: Tensor4D; logits: Tensor2D } {
-  let logits: Tensor2D | null = null;
+/**
+ * Loss gradient at x, EOT-averaged over `samples` passes, and per row the share of those passes
+ * whose prediction is wrong (0 or 1 for a deterministic path).
+ */
+function gradAndWrong(f: LogitsFn, x: Tensor4D, y: Tensor1D, samples: number): { g: Tensor4D; wrong: Float32Array } {
   const gs: Tensor[] = [];
+  let wrong: Tensor1D | null = null;
   for (let s = 0; s < samples; s++) {
     const g = tf.tidy(() =>
       tf.grad((xi) => {
         const l = f(xi as Tensor4D);
-        if (s === 0) logits = tf.keep(tf.clone(l));
+        const w = tf.keep(wrongRows(l, y));
+        if (wrong) {
+          const sum = tf.keep(tf.add(wrong, w)) as Tensor1D;
+          tf.dispose([wrong, w]);
+          wrong = sum;
+        } else wrong = w;
         const onehot = tf.oneHot(y, l.shape[1]!);
         return tf.losses.softmaxCrossEntropy(onehot, l, undefined, 0, tf.Reduction.SUM);
       })(x),
@@ -66,7 +76,9 @@ function gradAndLogits(f: LogitsFn, x: Tensor4D, y: Tensor1D, samples: number): 
   }
   const g = gs.length === 1 ? (gs[0] as Tensor4D) : (tf.tidy(() => tf.div(tf.addN(gs), gs.length)) as Tensor4D);
   if (gs.length > 1) tf.dispose(gs);
-  return { g, logits: logits! };
+  const w = (wrong as unknown as Tensor1D).dataSync() as Float32Array;
+  (wrong as unknown as Tensor1D).dispose();
+  return { g, wrong: w.map((v) => v / samples) };
 }
 
 /**
@@ -82,10 +94,13 @@ export function strongPgd(path: AttackPath, x: Tensor4D, labels: Int32Array, opt
   let gradientSteps = 0;
   const alpha = opts.stepSize ?? (2.5 * opts.eps) / Math.max(1, opts.steps);
   const eot = path.random ? Math.max(1, opts.eot ?? 20) : 1;
-  const mark = (idx: number[], pred: Int32Array, cur: Float32Array): number[] => {
+  // `wrong`: per active image, the share of the judge's draws that misclassify it (one draw
+  // for a deterministic path). A random defence is broken at a step only when the majority of
+  // `eot` fresh draws misclassify (the guard purifies each record once, with its own draw).
+  const mark = (idx: number[], wrong: Float32Array, cur: Float32Array): number[] => {
     const still: number[] = [];
     idx.forEach((i, j) => {
-      if (pred[j] !== labels[i]) {
+      if (wrong[j]! > 0.5) {
         success[i] = 1;
         adv.set(cur.subarray(j * size, (j + 1) * size), i * size);
       } else still.push(i);
@@ -97,8 +112,14 @@ export function strongPgd(path: AttackPath, x: Tensor4D, labels: Int32Array, opt
     idx.forEach((i, j) => out.set(src.subarray(i * size, (i + 1) * size), j * size));
     return out;
   };
-  const judgeOnly = (cur: Float32Array, idx: number[]): Int32Array =>
-    tf.tidy(() => argmaxRows((path.judge ?? path.grad)(tf.tensor4d(cur, [idx.length, h, w, c]))));
+  const judgeOnly = (cur: Float32Array, idx: number[]): Float32Array =>
+    tf.tidy(() => {
+      const xt = tf.tensor4d(cur, [idx.length, h, w, c]);
+      const yt = tf.tensor1d(Int32Array.from(idx, (i) => labels[i]!), 'int32') as Tensor1D;
+      let sum: Tensor1D = tf.zeros([idx.length]);
+      for (let s = 0; s < eot; s++) sum = tf.add(sum, wrongRows((path.judge ?? path.grad)(xt), yt));
+      return tf.div(sum, eot).dataSync() as Float32Array;
+    });
   let active: number[] = [];
   for (let i = 0; i < n; i++) if (!skip?.[i]) active.push(i);
   if (opts.eps === 0 || opts.steps === 0) {
@@ -118,14 +139,13 @@ export function strongPgd(path: AttackPath, x: Tensor4D, labels: Int32Array, opt
     for (let step = 0; step <= opts.steps && idx.length > 0; step++) {
       const xt = tf.tensor4d(cur, [idx.length, h, w, c]);
       const yt = tf.tensor1d(Int32Array.from(idx, (i) => labels[i]!), 'int32') as Tensor1D;
-      let pred: Int32Array;
+      let pred: Float32Array;
       let g: Tensor4D | null = null;
       if (step < opts.steps) {
-        const r2 = gradAndLogits(path.grad, xt, yt, eot);
+        const r2 = gradAndWrong(path.grad, xt, yt, eot);
         g = r2.g;
         gradientSteps += idx.length * eot;
-        pred = path.judge ? judgeOnly(cur, idx) : argmaxRows(r2.logits);
-        r2.logits.dispose();
+        pred = path.judge ? judgeOnly(cur, idx) : r2.wrong;
       } else {
         pred = judgeOnly(cur, idx);
       }

@@ -79,11 +79,14 @@ export function registerAttack(program: Command): void {
     .option('--pipelines <list>', pipelineHelp('comma-separated pipelines; "undefended" for the bare classifier'), 'undefended,full,split2,split2>full,full>split2,adv:split2>full,bits1')
     .option('--steps <n>', 'PGD steps per restart', '100')
     .option('--restarts <n>', 'random restarts', '5')
-    .option('--eot <n>', 'gradient samples per step for random pipelines', '20')
+    .option('--eot <n>', 'gradient samples per step for random pipelines (and judge draws: broken = most draws wrong)', '20')
+    .option('--paths <list>', 'attack paths to run, of bpda, bpda-identity, pgd (a budget cut; the default runs all three)', 'bpda,bpda-identity,pgd')
     .option('--seed <n>', 'attack seed', '0')
     .action(async (o: Record<string, string | string[]>) => {
       const { models, data, set, reg, clf } = attackContext(o);
-      const opts = { steps: Number(o.steps), restarts: Number(o.restarts), eot: Number(o.eot), seed: Number(o.seed) };
+      const paths = parseList(String(o.paths));
+      for (const q of paths) if (!['bpda', 'bpda-identity', 'pgd'].includes(q)) throw new Error(`--paths ${q}: expected bpda, bpda-identity or pgd`);
+      const opts = { steps: Number(o.steps), restarts: Number(o.restarts), eot: Number(o.eot), seed: Number(o.seed), paths };
       const dir = String(o.report);
       mkdirSync(dir, { recursive: true });
       const jsonPath = join(dir, `${String(o.name)}.json`);

@@ -36,6 +36,7 @@ export function registerEval(program: Command): void {
     .option('--report <dir>', 'also write <dir>/<name>.json, .md and .png (plot)')
     .option('--name <name>', 'report file name (default: the attack)')
     .option('--title <text>', 'plot title')
+    .option('--paper-axis', "label epsilon also in the source paper's units (pixel epsilon x 10) in the report")
     .addOption(jsonOption())
     .option('--allow-dataset-mismatch', 'evaluate models trained on another dataset (same image shape)')
     .action(async (o: Record<string, string | boolean>) => {
@@ -70,7 +71,7 @@ export function registerEval(program: Command): void {
       }
       const result = { dataset: data.name, samples: set.n, attack, threat, classifier: reg.scoring().source, command: commandLine(), seconds: (Date.now() - t0) / 1000, rows };
       if (o.report) {
-        await writeRobustnessReport(String(o.report), String(o.name ?? attack), result, String(o.title ?? `Accuracy under ${attack.toUpperCase()} (${data.name}, ${set.n} images)`));
+        await writeRobustnessReport(String(o.report), String(o.name ?? attack), result, String(o.title ?? `Accuracy under ${attack.toUpperCase()} (${data.name}, ${set.n} images)`), { paperAxis: Boolean(o.paperAxis) });
       }
       if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
       else process.stdout.write('\n' + formatTable(['pipeline', 'attack', 'eps', 'accuracy'], rows.map((r) => [r.pipeline, r.attack, r.eps, r.accuracy])) + '\n');

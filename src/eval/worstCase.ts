@@ -74,10 +74,16 @@ export function flagged(det: Detector, adv: Float32Array, shape: [number, number
   return out;
 }
 
-export function worstCaseCell(clf: Classifier, p: Pipeline | null, det: Detector | null, set: ImageSet, eps: number, opts: Omit<StrongOptions, 'eps'>): WorstCaseCell {
+export function worstCaseCell(
+  clf: Classifier, p: Pipeline | null, det: Detector | null, set: ImageSet, eps: number,
+  opts: Omit<StrongOptions, 'eps'> & { paths?: string[] },
+): WorstCaseCell {
   const t0 = Date.now();
   const x = tf.tensor4d(set.images, [set.n, set.height, set.width, set.channels]) as Tensor4D;
-  const paths = attackPaths(clf, p);
+  const all = attackPaths(clf, p);
+  // The undefended classifier has only PGD; elsewhere `paths` (when given) selects paths by name.
+  const paths = p && opts.paths ? all.filter((q) => opts.paths!.includes(q.name)) : all;
+  if (paths.length === 0) throw new Error(`no attack path left (asked for ${opts.paths?.join(', ')})`);
   const r = worstCase(paths, x, set.labels, { ...opts, eps });
   x.dispose();
   const n = set.n;

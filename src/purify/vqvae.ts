@@ -109,11 +109,17 @@ export class VqVae {
    * lookup run inside the custom-gradient forward, so the integer indices never enter the
    * gradient tape.
    */
-  quantize(flat: Tensor2D): QuantizeResult {
+  quantize(flat: Tensor2D, temperature = 0): QuantizeResult {
     let indices: Tensor | null = null;
     const q = tf.customGrad((...args) => {
       const ze = args[0] as Tensor2D;
-      indices = tf.keep(tf.argMin(this.distances(ze), 1));
+      // temperature > 0: stochastic quantisation, code k drawn with probability
+      // proportional to exp(-||ze - e_k||^2 / temperature) (nearest code as temperature -> 0).
+      indices = tf.keep(
+        temperature > 0
+          ? tf.tidy(() => tf.reshape(tf.multinomial(tf.div(tf.neg(this.distances(ze)), temperature) as Tensor2D, 1), [-1]))
+          : tf.argMin(this.distances(ze), 1),
+      );
       return { value: tf.gather(this.codebook, indices), gradFunc: (dy: Tensor) => dy };
     })(flat) as Tensor2D;
     // Re-own the indices in the caller's scope so an enclosing tidy() disposes them.
@@ -125,15 +131,16 @@ export class VqVae {
   /**
    * Full differentiable pass (straight-through at the quantiser). Used for training and by
    * the adaptive BPDA attack. Returns the reconstruction cropped to the input size.
+   * `temperature` > 0 samples the codes (stochastic quantisation, see quantize).
    */
-  forward(x: Tensor4D): { recon: Tensor4D; ze: Tensor2D; qConst: Tensor2D; indices: Tensor } {
+  forward(x: Tensor4D, temperature = 0): { recon: Tensor4D; ze: Tensor2D; qConst: Tensor2D; indices: Tensor } {
     const [n, h, w] = x.shape;
     const { xp, top, left } = this.pad(x);
     const [, hp, wp] = xp.shape;
     const ze4 = this.encode(xp);
     const [, gh, gw, d] = ze4.shape;
     const ze = tf.reshape(ze4, [-1, d]) as Tensor2D;
-    const { q, indices } = this.quantize(ze);
+    const { q, indices } = this.quantize(ze, temperature);
     const zq = tf.reshape(q, [n, gh, gw, d]) as Tensor4D;
     let recon = this.decode(zq, hp, wp);
     if (hp !== h || wp !== w) recon = tf.slice(recon, [0, top, left, 0], [n, h, w, -1]);

@@ -30,6 +30,16 @@ export interface LineChartOptions {
   yDomain?: [number, number];
   width?: number;
   height?: number;
+  /**
+   * x-axis tick labels `<x> (<x * factor>)`: with 10, pixel epsilon with the source paper's
+   * own axis labels beside it (the paper plots pixel epsilon x 10: 0.3 reads "0.3 (3.0)").
+   */
+  xSecondaryFactor?: number;
+}
+
+/** Vega expression for `<value> (<value * factor>)` tick labels. */
+export function secondaryLabelExpr(factor: number): string {
+  return `format(datum.value, '~g') + ' (' + format(datum.value * ${factor}, '.1f') + ')'`;
 }
 
 export interface HeatmapOptions {
@@ -86,7 +96,12 @@ export function lineChart(opts: LineChartOptions): Promise<Chart> {
     data: { values },
     mark: { type: 'line', point: { size: 30 }, strokeWidth: 2 },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false } },
+      x: {
+        field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false },
+        ...(opts.xSecondaryFactor
+          ? { axis: { values: [...new Set(values.map((v) => v.x))].sort((a, b) => a - b), labelExpr: secondaryLabelExpr(opts.xSecondaryFactor), labelAngle: -35, labelOverlap: false } }
+          : {}),
+      },
       y: {
         field: 'y',
         type: 'quantitative',
@@ -128,9 +143,17 @@ export function heatmap(opts: HeatmapOptions): Promise<Chart> {
   } as TopLevelSpec);
 }
 
-export function rocChart(curves: RocCurve[], opts: { title?: string } = {}): Promise<Chart> {
+/**
+ * ROC curves with a log-scale FPR axis (from `minFpr`, default 1e-3, to 1), so the low-FPR end
+ * where a guard operates is readable; a dashed rule marks the 1% FPR operating point. Points at
+ * FPR 0 are drawn at `minFpr` (a log axis has no 0). The chance line y = x is drawn as a curve.
+ */
+export function rocChart(curves: RocCurve[], opts: { title?: string; minFpr?: number } = {}): Promise<Chart> {
+  const minFpr = opts.minFpr ?? 1e-3;
   const label = (c: RocCurve) => `${c.name} (AUC ${c.auc.toFixed(3)})`;
-  const values = curves.flatMap((c) => c.points.map((p, i) => ({ series: label(c), fpr: p.fpr, tpr: p.tpr, i })));
+  const values = curves.flatMap((c) => c.points.map((p, i) => ({ series: label(c), fpr: Math.max(minFpr, p.fpr), tpr: p.tpr, i })));
+  const chance = Array.from({ length: 41 }, (_, i) => minFpr ** (1 - i / 40)).map((a) => ({ a }));
+  const x = { field: 'fpr', type: 'quantitative', title: 'false positive rate (log scale)', scale: { type: 'log', domain: [minFpr, 1] }, axis: { values: [0.001, 0.01, 0.1, 1].filter((v) => v >= minFpr), format: '~%' } };
   return renderVegaLite({
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: opts.title ?? 'ROC',
@@ -138,15 +161,25 @@ export function rocChart(curves: RocCurve[], opts: { title?: string } = {}): Pro
     height: 340,
     layer: [
       {
-        data: { values: [{ a: 0 }, { a: 1 }] },
+        data: { values: chance },
         mark: { type: 'line', strokeDash: [4, 4], color: '#999', strokeWidth: 1 },
-        encoding: { x: { field: 'a', type: 'quantitative' }, y: { field: 'a', type: 'quantitative' } },
+        encoding: { x: { ...x, field: 'a' }, y: { field: 'a', type: 'quantitative', scale: { domain: [0, 1] } } },
+      },
+      {
+        data: { values: [{ fpr: 0.01 }] },
+        mark: { type: 'rule', color: '#555', strokeDash: [2, 3], strokeWidth: 1 },
+        encoding: { x: { ...x } },
+      },
+      {
+        data: { values: [{ fpr: 0.01, tpr: 0.02, t: '1% FPR' }] },
+        mark: { type: 'text', align: 'left', dx: 4, fontSize: 11, color: '#444' },
+        encoding: { x: { ...x }, y: { field: 'tpr', type: 'quantitative' }, text: { field: 't' } },
       },
       {
         data: { values },
-        mark: { type: 'line', strokeWidth: 2 },
+        mark: { type: 'line', strokeWidth: 2, interpolate: 'step-after' },
         encoding: {
-          x: { field: 'fpr', type: 'quantitative', title: 'false positive rate', scale: { domain: [0, 1] } },
+          x,
           y: { field: 'tpr', type: 'quantitative', title: 'true positive rate', scale: { domain: [0, 1] } },
           color: { field: 'series', type: 'nominal', title: null, sort: curves.map(label), legend: { orient: 'bottom-right', direction: 'vertical' } },
           order: { field: 'i', type: 'quantitative' },

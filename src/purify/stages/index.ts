@@ -1,7 +1,7 @@
 /**
  * The stage registry: every pipeline stage kind the guard knows, in one place. A pipeline spec
  * is an optional variant prefix (`adv:` / `clean:`) and stage names joined by `>`:
- * `split2>full`, `adv:full`, `bits1`, `median2`, `defensegan-L100-R5`.
+ * `split2>full`, `adv:full`, `bits1`, `median2`, `defensegan-L100-R5`, `full-T0.03` (stochastic).
  *
  * Where does a new stage go? One module in this folder exporting a StageKind (name pattern,
  * option schema, bundles, constructor), listed in STAGE_KINDS below, plus its test. Config
@@ -12,12 +12,12 @@ import type { z } from 'zod';
 import { bitsStage, medianStage } from './squeeze.ts';
 import { defenseGanStage } from './defensegan.ts';
 import type { Stage, StageContext, StageKind, Variant } from './types.ts';
-import { vqvaeStage } from './vqvae.ts';
+import { vqvaeSampledStage, vqvaeStage } from './vqvae.ts';
 
 export type { Stage, StageContext, StageKind, TF, Variant } from './types.ts';
 export { purifierDirName } from './types.ts';
 
-const STAGE_KINDS: StageKind<any>[] = [vqvaeStage, bitsStage, medianStage, defenseGanStage];
+const STAGE_KINDS: StageKind<any>[] = [vqvaeStage, vqvaeSampledStage, bitsStage, medianStage, defenseGanStage];
 
 /** Adds a stage kind (for a plug-in or a test fixture). Its pattern must not overlap another's. */
 export function registerStage<O>(kind: StageKind<O>): () => void {
