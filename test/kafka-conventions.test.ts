@@ -241,6 +241,21 @@ describe('Kafka conventions on a broker with auto-create off', { timeout: 600_00
     assert.match(r.stderr, new RegExp(`${t.alerts.replaceAll('.', '\\.')} \\(alerts of`));
     const names = await topicNames();
     assert.ok(!names.includes(t.deadLetter) && !names.includes(t.alerts), 'nothing was created');
+    // `vqguard topics create` makes exactly the missing ones, from the same configuration.
+    const c = spawnSync(process.execPath, ['bin/vqguard.mjs', 'topics', 'create', '--config', file, '--partitions', '2'], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
+    assert.equal(c.status, 0, c.stderr.slice(-2000));
+    for (const x of [t.deadLetter, t.alerts]) assert.match(c.stdout, new RegExp(`^created  ${x.replaceAll('.', '\\.')}  \\(`, 'm'));
+    for (const x of [t.input, t.output]) assert.match(c.stdout, new RegExp(`^exists   ${x.replaceAll('.', '\\.')}  \\(`, 'm'));
+    const created = await topicNames();
+    assert.ok(created.includes(t.deadLetter) && created.includes(t.alerts), 'the missing topics were created');
+    const admin = new Kafka({ clientId: 'conv-topics', brokers: broker.brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      const md = await admin.fetchTopicMetadata({ topics: [t.deadLetter, t.input] });
+      assert.deepEqual(md.topics.map((x) => [x.name, x.partitions.length]).sort(), [[t.deadLetter, 2], [t.input, 1]].sort(), 'new topics get --partitions; existing ones are untouched');
+    } finally {
+      await admin.disconnect();
+    }
     // checkTopics: false skips the check (a broker that auto-creates would then create them).
     (raw.kafka as Record<string, unknown>).checkTopics = false;
     const unchecked = new Guard(parseConfig(raw), { baseDir: REPO, httpPort: 0, logger: createLogger(new LogSink()) });

@@ -46,6 +46,7 @@ const COMMANDS: { name: string; description: string; load: () => Promise<Registe
   { name: 'demo', description: 'local broker, sample traffic (half attacked), the guard, and a summary', load: async () => (await import('./demo.ts')).registerDemo },
   { name: 'models', description: 'model bundle tools (`models convert --dtype float16`: store weights as float16, sha256 re-recorded)', load: async () => (await import('./models.ts')).registerModels },
   { name: 'dlq', description: 'dead-letter tools (`dlq replay --topic <dlq> --to <input> [--reason R] [--from-offset N] [--limit N]`: send chosen dead letters back with their original key, value and headers)', load: async () => (await import('./dlq.ts')).registerDlq },
+  { name: 'topics', description: 'topic tools (`topics create --config <file>`: create the input, output, dead-letter and alert topics a configuration needs that do not exist yet)', load: async () => (await import('./topics.ts')).registerTopics },
   { name: 'replay', description: 'replay a range of a topic through one or several pipelines (no consumer-group offsets touched) and write a report', load: async () => (await import('./replay.ts')).registerReplay },
 ];
 

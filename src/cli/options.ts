@@ -49,6 +49,7 @@ const RANGES: Record<string, [number, number]> = {
   split: [1, 99],
   codebook: [1, 1_000_000],
   partitions: [1, 10_000],
+  replicationFactor: [1, 100],
   steps: [0, 1_000_000],
   lr: [0, 10],
   eps: [0, 1],

@@ -313,7 +313,8 @@ async function evaluate(det: Detector, set: ImageSet, attackLogits: (x: Tensor4D
 function writeGuardYaml(out: string, o: FitOptions, shape: { height: number; width: number; channels: number }): void {
   const rel = relative(process.cwd(), out) || '.';
   const text = `# written by: ${o.command}
-# Run it with: vqguard run --config ${join(rel, 'guard.yaml')}   (brokers: edit below or set KAFKA_BROKERS)
+# Run it with: vqguard topics create --config ${join(rel, 'guard.yaml')}   (once: the guard checks its topics exist)
+#              vqguard run --config ${join(rel, 'guard.yaml')}   (brokers: edit below or set KAFKA_BROKERS)
 kafka:
   clientId: vqguard
   groupId: vqguard-${basename(out)}
