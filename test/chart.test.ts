@@ -268,9 +268,9 @@ describe('alert rules and dashboard', { timeout: 1_800_000 }, () => {
     dashboard = JSON.parse(cm.data['vqguard.json']) as Obj;
   });
 
-  test('four alerts: lag growing, flag rate jump, dead-letter ratio, not ready; scoped to this release', () => {
+  test('five alerts: lag growing, flag rate jump, dead-letter ratio, dropped dead letters, not ready; scoped to this release', () => {
     const alerts = (rules.spec.groups as Obj[]).flatMap((g) => g.rules as Obj[]);
-    assert.deepEqual(alerts.map((a) => a.alert), ['VqguardConsumerLagGrowing', 'VqguardFlagRateJump', 'VqguardDeadLetterRate', 'VqguardNotReady']);
+    assert.deepEqual(alerts.map((a) => a.alert), ['VqguardConsumerLagGrowing', 'VqguardFlagRateJump', 'VqguardDeadLetterRate', 'VqguardDeadLettersDropped', 'VqguardNotReady']);
     for (const a of alerts) {
       assert.match(a.expr, /namespace="guards", job="vq-vqguard"/, `${a.alert} selects this release's metrics Service`);
       assert.ok(a.labels.severity && a.annotations.summary && a.annotations.description, `${a.alert} has severity, summary, description`);
@@ -287,7 +287,7 @@ describe('alert rules and dashboard', { timeout: 1_800_000 }, () => {
       assert.fail(`promtool unavailable: ${r.stderr}`);
     }
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /SUCCESS: 4 rules found/);
+    assert.match(r.stdout, /SUCCESS: 5 rules found/);
     // The checker can fail: a broken expression is reported.
     const bad = join(dir, 'bad-rules.yaml');
     writeFileSync(bad, stringify({ groups: [{ name: 'x', rules: [{ alert: 'Broken', expr: 'sum by (topic (vqguard_consumer_lag)' }] }] }));
