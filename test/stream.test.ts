@@ -71,7 +71,12 @@ async function results(brokers: string[], t: GuardTopics, n: number, o: { timeou
   const got = await collect(brokers, [t.output, t.deadLetter, t.alerts], (g) => {
     // cheap count first; the distinct-offset check only when it could be reached
     seen = g.filter(isAnswer(t)).length;
-    return seen >= n && answered(g, t) >= n;
+    if (seen < n || answered(g, t) < n) return false;
+    // The alert topic is fetched apart from the output topic: wait until it holds as many alerts
+    // as the outputs flagged (header vqguard-flagged) and the quarantined dead letters, or the linger
+    // and the test's own assertions decide when alerts are missing for good.
+    const flagged = g.filter((m) => (m.topic === t.output && m.headers['vqguard-flagged'] === 'true') || (m.topic === t.deadLetter && m.headers['vqguard-reason'] === 'quarantined')).length;
+    return g.filter((m) => m.topic === t.alerts).length >= flagged;
   }, { timeoutMs: o.timeoutMs ?? 30_000, lingerMs: o.lingerMs ?? 1000 });
   return decodeResults(got, t);
 }

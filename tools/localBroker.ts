@@ -39,7 +39,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel, type SASLOptions } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type SASLOptions } from 'kafkajs';
 
 /** The repository root: the nearest folder above this file holding kafka/pom.xml (works from tools/ and dist/tools/). */
 export const REPO_ROOT = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
@@ -566,6 +566,7 @@ export async function warmUpCoordinators(brokers: string[]): Promise<void> {
     await admin.disconnect().catch(() => undefined);
   }
   const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
     transactionalId: '__vqguard-warmup',
     idempotent: true,
     maxInFlightRequests: 1,

@@ -3,7 +3,7 @@
  * consumer -> producer with the same client, broker, records and batching (the cost of Kafka
  * alone), end-to-end latency at fixed offered rates, and where the time goes per stage.
  */
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { parseConfig } from '../config/schema.ts';
 import { Guard, createLogger } from '../consumer/guard.ts';
 import type { ChunkResult } from '../consumer/processChunk.ts';
@@ -31,7 +31,7 @@ async function createTopics(kafka: Kafka, topics: string[], partitions: number):
 }
 
 async function produce(kafka: Kafka, topic: string, records: SampleRecord[], ratePerSec?: number): Promise<void> {
-  const p = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const p = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   await p.connect();
   if (!ratePerSec) {
     for (const part of chunk(records, 500)) await p.send({ topic, acks: -1, messages: part.map((r) => ({ key: r.id, value: r.value })) });
@@ -113,7 +113,7 @@ export async function benchStream(brokers: string[], records: SampleRecord[], o:
 
   // 2. Pass-through: same records, same client and batching, no image work.
   const consumer = kafka.consumer({ groupId: `bench-pass-${id}`, maxWaitTimeInMs: 20 });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   await consumer.connect();
   await consumer.subscribe({ topics: [satTopic], fromBeginning: true });

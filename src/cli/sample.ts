@@ -1,7 +1,7 @@
 /** `vqguard produce-sample`: labelled test traffic, part of it attacked, into a topic. */
 import type { Command } from 'commander';
 import { datasetOption, modelsOption } from './options.ts';
-import { Kafka, logLevel, CompressionTypes } from 'kafkajs';
+import { Kafka, logLevel, CompressionTypes, Partitioners } from 'kafkajs';
 import { loadDatasetAsync } from '../data/load.ts';
 import { ModelRegistry, checkModelsFitDataset } from '../models/registry.ts';
 import { buildSamples } from '../sample/produceSample.ts';
@@ -32,7 +32,7 @@ export function registerSample(program: Command): void {
         count: Number(o.count), adversarialRatio: Number(o.adversarialRatio), attack: o.attack as AttackName, eps: Number(o.eps), seed: Number(o.seed),
       });
       const kafka = new Kafka({ clientId: 'vqguard-produce-sample', brokers: requiredBrokers(o.brokers), logLevel: logLevel.WARN });
-      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
       await producer.connect();
       for (let i = 0; i < records.length; i += 500) {
         await producer.send({

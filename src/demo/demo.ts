@@ -3,7 +3,7 @@
  * the guard until every record is processed, then a summary against ground truth.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import type { LocalBroker } from '../../tools/localBroker.ts';
 import { brokersFromEnv } from '../config/schema.ts';
 import { loadConfig, checkModelBundles } from '../config/load.ts';
@@ -61,7 +61,7 @@ export async function runDemo(o: DemoOptions): Promise<StreamSummary> {
     const reg = new ModelRegistry(topic.models);
     const samples = await buildSamples(data.test, reg.classifier(), { count: o.count, adversarialRatio: o.adversarialRatio, attack: o.attack, eps: o.eps, seed: 7, idPrefix: `demo-${Date.now()}` });
     reg.dispose();
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     for (let i = 0; i < samples.length; i += 500) {
       await producer.send({ topic: input, acks: -1, messages: samples.slice(i, i + 500).map((r) => ({ key: r.id, value: r.value })) });
