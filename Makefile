@@ -8,7 +8,7 @@ export VQGUARD_REQUIRE_NATIVE := 1
 STAMP := node_modules/.vqguard-install-stamp
 VQ := node bin/vqguard.mjs
 
-.PHONY: install-cuda install kafka-jars registry helm tools webgpu test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
+.PHONY: install-cuda install datasets kafka-jars registry helm tools webgpu test test-unit test-faults demo models models-fashion reports typecheck layering build bench clean-cache
 
 # BACKEND=cuda: also tfjs-node-gpu with libtensorflow for CUDA 12 from PyPI (the `tensorflow` wheel
 # and its NVIDIA wheels when the host lacks cuDNN 9 / cuBLAS 12). Not tested here (no GPU; the GPU
@@ -45,6 +45,11 @@ tools:
 	@bash scripts/go-tool.sh composecheck >/dev/null
 	@bash scripts/promtool.sh --install-only >/dev/null
 
+# Fashion-MNIST IDX files (Debian dataset-fashion-mnist) for the two tests that read a second dataset;
+# best-effort: where apt-get cannot be used those tests skip and say why.
+datasets:
+	@bash scripts/datasets.sh
+
 # Mesa 25 lavapipe (software Vulkan) so the WebGPU backend's tests run on CPU machines (idempotent).
 webgpu:
 	@bash scripts/setup-webgpu.sh
@@ -60,7 +65,7 @@ layering: $(STAMP)
 build: $(STAMP)
 	npm run build
 
-test: install registry helm tools webgpu typecheck layering
+test: install registry helm tools webgpu datasets typecheck layering
 	npm test
 
 demo: install
