@@ -3,13 +3,15 @@
  * over several report files to fit the compute budget): per pipeline and epsilon, accuracy and
  * guard success with 95% intervals, and the budget (images x steps x restarts [x EOT], attack
  * paths) of that cell. Where several runs hold the same pipeline and epsilon, the one with the
- * most images, then the most restarts, is shown. Nothing is re-run.
+ * most images, then the most restarts, is shown. Nothing is re-run. Also draws the table as two
+ * plots (accuracy, guard success vs epsilon, a line per pipeline): worst-case-table-{accuracy,guard}.png.
  *
  *   node --import tsx scripts/worst-case-table.ts reports/robustness > reports/robustness/worst-case-table.md
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { markdownTable } from '../src/report/table.ts';
+import { lineChart, writeChart } from '../src/report/plot.ts';
 
 interface Cell {
   pipeline: string; eps: number; images: number; steps: number; restarts: number; eot: number;
@@ -59,3 +61,18 @@ process.stdout.write(
     'Clean = accuracy / flag rate on the same images at eps 0. The detector-aware attacker (lower guard success) is in reports/adaptive/.\n\n' +
     markdownTable(['pipeline', 'images x steps x restarts, paths', 'clean acc / flagged', 'eps 0.1 acc', 'eps 0.1 guard', 'eps 0.2 acc', 'eps 0.2 guard', 'eps 0.3 acc', 'eps 0.3 guard', 'report'], rows) + '\n',
 );
+
+for (const metric of ['accuracy', 'guardSuccess'] as const) {
+  const series = names
+    .map((p) => ({ name: p, points: [0, ...EPS].flatMap((e) => { const c = best.get(`${p}@${e}`); const y = c ? (metric === 'accuracy' ? c.accuracy : c.detector ? c.guardSuccess : null) : null; return y === null || y === undefined ? [] : [{ x: e, y }]; }) }))
+    .filter((s) => s.points.length > 0);
+  const chart = await lineChart({
+    title: `Worst case per pipeline (white-box, detector ignored; budgets in worst-case-table.md): ${metric === 'accuracy' ? 'accuracy' : 'guard success (correct or flagged at 1% FPR)'}`,
+    xTitle: 'pixel epsilon (L-inf, [0,1])',
+    yTitle: metric === 'accuracy' ? 'accuracy after purification' : 'guard success',
+    yDomain: [0, 1],
+    width: 560,
+    series,
+  });
+  writeChart(join(dir, `worst-case-table-${metric === 'accuracy' ? 'accuracy' : 'guard'}`), chart);
+}

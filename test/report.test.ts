@@ -35,6 +35,13 @@ test('lineChart renders SVG with title and series names, and a real PNG', async 
   assert.ok(width > 600 && height > 300, `2x density: ${width}x${height}`);
 });
 
+test('lineChart with one x value (a single-epsilon run) ticks that value, not a collapsed axis', async () => {
+  const chart = await lineChart({ title: 'one eps', xTitle: 'epsilon', yTitle: 'accuracy', yDomain: [0, 1], series: [{ name: 'full', points: [{ x: 0.1, y: 0.75 }] }] });
+  const ticks = [...chart.svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!.trim());
+  assert.ok(ticks.includes('0.1'), `x tick 0.1 among ${ticks.join('|')}`);
+  assert.ok(!ticks.includes('0'), `no collapsed "0" tick among ${ticks.join('|')}`);
+});
+
 test('heatmap renders SVG with title and categories, and a real PNG', async () => {
   const chart = await heatmap({
     title: 'Accuracy by K and eps',

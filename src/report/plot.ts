@@ -88,6 +88,11 @@ export async function renderVegaLite(spec: TopLevelSpec): Promise<Chart> {
 export function lineChart(opts: LineChartOptions): Promise<Chart> {
   const values = opts.series.flatMap((s) => s.points.map((p) => ({ series: s.name, x: p.x, y: p.y })));
   const order = opts.series.map((s) => s.name);
+  // One x value (a single-epsilon run): Vega would collapse the axis to a point and label it badly
+  // (0.1 drawn as "0"); centre it in a padded domain and tick it at its own value.
+  const xs = [...new Set(values.map((v) => v.x))];
+  const pad = xs.length === 1 ? Math.abs(xs[0]!) / 2 || 1 : 0;
+  const single = xs.length === 1 ? { scale: { domain: [xs[0]! - pad, xs[0]! + pad] }, ...(opts.xSecondaryFactor ? {} : { axis: { values: xs } }) } : {};
   return renderVegaLite({
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: opts.title,
@@ -101,6 +106,7 @@ export function lineChart(opts: LineChartOptions): Promise<Chart> {
         ...(opts.xSecondaryFactor
           ? { axis: { values: [...new Set(values.map((v) => v.x))].sort((a, b) => a - b), labelExpr: secondaryLabelExpr(opts.xSecondaryFactor), labelAngle: -35, labelOverlap: false } }
           : {}),
+        ...single,
       },
       y: {
         field: 'y',
