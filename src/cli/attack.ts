@@ -120,7 +120,7 @@ export function registerAttack(program: Command): void {
       writeFileSync(join(dir, `${String(o.name)}.md`), `Command: \`${commandLine()}\`\n\n${worstCaseMarkdown(shown)}\n`);
       for (const metric of ['accuracy', 'guardSuccess'] as const) {
         const chart = await lineChart({
-          title: `Worst case (BPDA, BPDA-identity, PGD), ${set.n} images x ${opts.steps} steps x ${opts.restarts} restarts: ${metric === 'accuracy' ? 'accuracy' : 'guard success (correct or flagged at 1% FPR)'}`,
+          title: `Worst case (${opts.paths.map((q) => ({ bpda: 'BPDA', 'bpda-identity': 'BPDA-identity', pgd: 'PGD' })[q] ?? q).join(', ')}), ${set.n} images x ${opts.steps} steps x ${opts.restarts} restarts${shown.some((c) => c.eot > 1) ? ` x EOT ${opts.eot}` : ''}: ${metric === 'accuracy' ? 'accuracy' : 'guard success (correct or flagged at 1% FPR)'}`,
           xTitle: 'pixel epsilon (L-inf, [0,1])',
           yTitle: metric === 'accuracy' ? 'accuracy after purification' : 'guard success',
           yDomain: [0, 1],
